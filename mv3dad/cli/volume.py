@@ -1,0 +1,7 @@
+"""CLI commands: volume (imports of heavy libraries stay inside the commands so that --help is fast)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to app."""

@@ -1,0 +1,89 @@
+"""Depth maps <-> world points <-> pixels (pure NumPy functions, OpenCV axes, mm)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mv3dad.geometry.camera import Camera
+
+
+def pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) u and v pixel-centre coordinates (float64)."""
+    v, u = np.mgrid[0:height, 0:width].astype(np.float64)
+    return u, v
+
+
+def depth_to_points(depth: np.ndarray, camera: Camera, frame: str = "world") -> tuple[np.ndarray, np.ndarray]:
+    """Lift a depth map to 3D points.
+
+    Args:
+        depth: (H, W) depth in mm along the optical axis; 0 (or non-finite) = no measurement.
+        camera: the view's camera; its width/height must match ``depth``.
+        frame: ``"world"`` or ``"camera"``.
+
+    Returns:
+        points: (P, 3) float64 points in mm, one per valid pixel, in row-major pixel order.
+        mask: (H, W) bool, the valid pixels.
+    """
+    depth = np.asarray(depth)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be (H, W), got shape {depth.shape}")
+    if depth.shape != (camera.height, camera.width):
+        raise ValueError(f"depth shape {depth.shape} does not match camera {camera.height}x{camera.width}")
+    mask = np.isfinite(depth) & (depth > 0)
+    v, u = np.nonzero(mask)
+    z = depth[mask].astype(np.float64)
+    Kinv = np.linalg.inv(camera.K)
+    pix = np.stack([u, v, np.ones_like(u)], axis=0).astype(np.float64)
+    pc = (Kinv @ pix) * z  # (3, P) camera frame
+    if frame == "camera":
+        return pc.T, mask
+    if frame != "world":
+        raise ValueError(f"frame must be 'world' or 'camera', got {frame!r}")
+    c2w = camera.cam_to_world
+    pw = c2w[:3, :3] @ pc + c2w[:3, 3:4]
+    return pw.T, mask
+
+
+def project_points(points: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """Project world points into a camera.
+
+    Args:
+        points: (P, 3) world points in mm.
+
+    Returns:
+        uv: (P, 2) float64 pixel coordinates (u right, v down; pixel centres at integers).
+        z: (P,) float64 depth along the optical axis in mm (<= 0 means behind the camera).
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    pc = points @ camera.R.T + camera.t
+    z = pc[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uvw = pc @ camera.K.T
+        uv = uvw[:, :2] / uvw[:, 2:3]
+    return uv, z
+
+
+def visible_in_depth(points: np.ndarray, camera: Camera, depth: np.ndarray, tol: float = 2.0) -> np.ndarray:
+    """Which world points are seen by a view (in the image, in front, not occluded).
+
+    A point is visible when it projects inside the image onto a valid depth pixel (nearest pixel) whose depth
+    is within ``tol`` mm of the point's own depth.
+
+    Args:
+        points: (P, 3) world points in mm.
+        depth: (H, W) the view's depth map (mm, 0 = no measurement).
+
+    Returns:
+        (P,) bool.
+    """
+    uv, z = project_points(points, camera)
+    ui = np.rint(uv[:, 0])
+    vi = np.rint(uv[:, 1])
+    ok = (z > 0) & np.isfinite(ui) & np.isfinite(vi)
+    ok &= (ui >= 0) & (ui < camera.width) & (vi >= 0) & (vi < camera.height)
+    out = np.zeros(len(z), dtype=bool)
+    idx = np.nonzero(ok)[0]
+    d = depth[vi[idx].astype(np.int64), ui[idx].astype(np.int64)]
+    out[idx] = (d > 0) & np.isfinite(d) & (np.abs(d - z[idx]) <= tol)
+    return out

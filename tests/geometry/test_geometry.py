@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from mv3dad.geometry import Camera, VoxelGrid, depth_to_points, project_points, visible_in_depth
+from mv3dad.geometry.camera import CalibrationError
+
+
+def _cam(w=64, h=48, eye=(0.0, -500.0, 200.0)):
+    return Camera.look_at(eye, (0, 0, 0), (0, 0, 1), fx=80.0, fy=80.0, width=w, height=h)
+
+
+def test_look_at_is_valid_and_opencv():
+    cam = _cam().validate()
+    uv, z = project_points(np.zeros((1, 3)), cam)
+    np.testing.assert_allclose(uv[0], [(64 - 1) / 2, (48 - 1) / 2], atol=1e-9)
+    assert z[0] == pytest.approx(np.hypot(500, 200))
+    # world up (+z) appears towards smaller v (image y points down)
+    uv_up, _ = project_points(np.array([[0, 0, 50.0]]), cam)
+    assert uv_up[0, 1] < uv[0, 1]
+    np.testing.assert_allclose(cam.cam_to_world @ cam.world_to_cam, np.eye(4), atol=1e-12)
+
+
+def test_depth_roundtrip_through_projection():
+    cam = _cam()
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(300, 700, size=(48, 64)).astype(np.float32)
+    depth[5:9, 10:20] = 0  # no measurement
+    pts, mask = depth_to_points(depth, cam)
+    assert pts.shape == (mask.sum(), 3) and not mask[6, 12]
+    uv, z = project_points(pts, cam)
+    v, u = np.nonzero(mask)
+    np.testing.assert_allclose(uv[:, 0], u, atol=1e-6)
+    np.testing.assert_allclose(uv[:, 1], v, atol=1e-6)
+    np.testing.assert_allclose(z, depth[mask], rtol=1e-6)
+    assert visible_in_depth(pts, cam, depth).all()
+    ray = pts - cam.center
+    behind = pts + 50 * ray / np.linalg.norm(ray, axis=1, keepdims=True)  # same pixel, 50+ mm deeper
+    assert not visible_in_depth(behind, cam, depth).any()
+
+
+def test_scaled_camera_keeps_rays():
+    cam = _cam(64, 48)
+    big = cam.scaled(128, 96)
+    p = np.array([[10.0, 20.0, 30.0]])
+    uv, _ = project_points(p, cam)
+    uv2, _ = project_points(p, big)
+    np.testing.assert_allclose((uv2 + 0.5) / 2 - 0.5, uv, atol=1e-9)
+
+
+@pytest.mark.parametrize("field,mutate", [
+    ("focal", lambda K, T: K.__setitem__((0, 0), -5.0)),
+    ("principal point", lambda K, T: K.__setitem__((0, 2), 500.0)),
+    ("not orthonormal", lambda K, T: T.__setitem__((0, 0), 2.0)),
+    ("determinant", lambda K, T: T.__setitem__(slice(0, 3), -T[:3])),
+])
+def test_invalid_calibration_names_field(field, mutate):
+    cam = _cam()
+    K, T = cam.K.copy(), cam.world_to_cam.copy()
+    mutate(K, T)
+    with pytest.raises(CalibrationError, match=f"rig.yaml.*{field.split()[0]}"):
+        Camera(K, T, 64, 48).validate("rig.yaml")
+
+
+def test_voxel_grid_dataarray_roundtrip():
+    g = VoxelGrid.from_bounds([-10, -5, 0], [10, 5, 7], voxel_size=2.0, margin=1.0)
+    assert g.shape == (11, 6, 5)
+    vals = np.arange(g.size, dtype=np.float32).reshape(g.shape)
+    da = g.to_dataarray(vals)
+    assert da.attrs["units"] == "mm" and float(da.x[0]) == pytest.approx(-10.0)
+    assert VoxelGrid.from_dataarray(da) == g
+    idx = g.world_to_index(g.index_to_world(np.array([[3, 2, 1]])))
+    np.testing.assert_array_equal(idx, [[3, 2, 1]])
+    assert not g.contains(np.array([[11, 0, 0]]))[0]
