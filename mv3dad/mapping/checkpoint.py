@@ -1,0 +1,140 @@
+"""Save / load a ModMap model: weights as safetensors, everything else as JSON, each file written atomically.
+
+A checkpoint directory holds
+
+- ``modmap.safetensors``: the model weights (and the epoch in the safetensors metadata);
+- ``modmap.json``: model config, fit config, caller metadata (encoder names and weight hashes, rig, views,
+  preprocessing, ...), the epoch and the SHA-256 of the weights file; written last, so it is the commit record;
+- ``train_state.pt`` (training checkpoints only): optimizer and LR-scheduler state dicts, plain tensors and
+  numbers saved with ``torch.save`` and read back with ``torch.load(weights_only=True)``.
+
+Every file is first written to a temporary name in the same directory and then ``os.replace``-d, so a crash
+never leaves a half-written file; a weights file that does not match the JSON (hash or epoch) is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from mv3dad.mapping.model import ModMapModel
+
+WEIGHTS = "modmap.safetensors"
+RECORD = "modmap.json"
+TRAIN_STATE = "train_state.pt"
+FORMAT_VERSION = 1
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(out_dir: str | Path, model: ModMapModel, *, epoch: int, fit_config: dict | None = None,
+                    meta: dict | None = None, train_state: dict | None = None) -> Path:
+    """Write ``model`` (and optionally the training state) to ``out_dir``; return the JSON record's path.
+
+    Args:
+        out_dir: checkpoint directory (created if missing).
+        model: the model to save (any device).
+        epoch: number of completed training epochs.
+        fit_config: the training config as a dict (stored for the record and checked on resume).
+        meta: JSON-serialisable caller metadata (encoder names / weight hashes, rig, views, preprocessing).
+        train_state: ``{"optimizer": ..., "scheduler": ...}`` state dicts for resuming, or None.
+    """
+    out_dir = Path(out_dir)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    blob = st_save(tensors, metadata={"epoch": str(epoch), "format_version": str(FORMAT_VERSION)})
+    if train_state is not None:
+        buf = io.BytesIO()
+        torch.save({**train_state, "epoch": epoch}, buf)
+        atomic_write_bytes(out_dir / TRAIN_STATE, buf.getvalue())
+    atomic_write_bytes(out_dir / WEIGHTS, blob)
+    record = {"format_version": FORMAT_VERSION, "epoch": epoch, "weights_sha256": hashlib.sha256(blob).hexdigest(),
+              "model": model.config(), "fit_config": fit_config, "meta": meta or {}}
+    try:
+        text = json.dumps(record, indent=2, sort_keys=True)
+    except TypeError as e:
+        raise ValueError(f"{out_dir / RECORD}: metadata is not JSON-serialisable: {e}") from None
+    atomic_write_bytes(out_dir / RECORD, text.encode())
+    return out_dir / RECORD
+
+
+def read_record(ckpt_dir: str | Path) -> dict:
+    """The JSON record of a checkpoint directory (clear error naming the file when missing or malformed)."""
+    path = Path(ckpt_dir) / RECORD
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no ModMap checkpoint here (missing {RECORD})") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read checkpoint record: {e}") from None
+    missing = {"format_version", "epoch", "weights_sha256", "model"} - set(record)
+    if missing:
+        raise ValueError(f"{path}: checkpoint record lacks {sorted(missing)}")
+    if record["format_version"] != FORMAT_VERSION:
+        raise ValueError(f"{path}: checkpoint format {record['format_version']} is not {FORMAT_VERSION}")
+    return record
+
+
+def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu") -> tuple[ModMapModel, dict]:
+    """Rebuild the model saved in ``ckpt_dir``; return ``(model in eval mode, record)``."""
+    ckpt_dir = Path(ckpt_dir)
+    record = read_record(ckpt_dir)
+    wpath = ckpt_dir / WEIGHTS
+    try:
+        blob = wpath.read_bytes()
+    except OSError as e:
+        raise FileNotFoundError(f"{wpath}: cannot read weights: {e}") from None
+    if hashlib.sha256(blob).hexdigest() != record["weights_sha256"]:
+        raise ValueError(f"{wpath}: weights do not match {ckpt_dir / RECORD} (hash differs; interrupted save "
+                         f"or mixed files)")
+    try:
+        model = ModMapModel(**record["model"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{ckpt_dir / RECORD}: bad model config: {e}") from None
+    state = st_load(blob)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{wpath}: weights do not fit the model config: {e}") from None
+    return model.to(device).eval(), record
+
+
+def load_train_state(ckpt_dir: str | Path, epoch: int) -> dict:
+    """Optimizer / scheduler state saved with epoch ``epoch`` (error if missing or from another epoch)."""
+    path = Path(ckpt_dir) / TRAIN_STATE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no training state to resume from") from None
+    if state.get("epoch") != epoch:
+        raise ValueError(f"{path}: training state is from epoch {state.get('epoch')}, weights from epoch {epoch}")
+    return state
+
+
+def check_meta(saved: dict, expected: dict, where: str = "checkpoint") -> None:
+    """Raise naming every key of ``expected`` whose value differs from ``saved`` (e.g. encoder hash, rig)."""
+    diffs = [f"{k}: checkpoint has {saved.get(k)!r}, expected {v!r}" for k, v in expected.items()
+             if saved.get(k) != v]
+    if diffs:
+        raise ValueError(f"{where} does not match: " + "; ".join(diffs))
