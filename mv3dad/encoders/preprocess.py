@@ -1,0 +1,217 @@
+"""Preprocessing shared by encoder training and inference: views -> square network inputs, and back.
+
+A view of H x W pixels is padded at the bottom and right to a square of side ``max(H, W)`` and resized to
+``size x size`` (a multiple of the patch size, 14). :func:`to_original` inverts this for any map on the
+square grid (token maps, pixel maps), which back-projection needs.
+
+Depth scaling (documented in ``docs/encoders.md``): invalid depth (0, NaN, inf, negative) becomes 0; the valid
+depth of the *whole view* is mapped affinely so that its ``lo_percentile`` goes to ``floor`` and its
+``hi_percentile`` goes to 1, then clipped to ``[floor, 1]``. The value 0 is reserved for "no measurement" and
+never produced by a measured pixel. The mapping is invariant to the depth unit and to a constant offset, so
+scanners and datasets with different units and working distances give comparable inputs; robust percentiles
+(not min/max) keep a few flying pixels or a small defect from changing the scale of the whole view, so the same
+surface seen by the same rig view in two instances maps to (almost) the same values, token by token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class DepthScaling:
+    """How valid depth is mapped to ``[floor, 1]`` (0 stays "no measurement").
+
+    Attributes:
+        lo_percentile: percentile of the view's valid depth mapped to ``floor``.
+        hi_percentile: percentile of the view's valid depth mapped to 1.
+        floor: value given to the nearest valid depth, > 0 so that it differs from "no measurement".
+    """
+
+    lo_percentile: float = 1.0
+    hi_percentile: float = 99.0
+    floor: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.lo_percentile < self.hi_percentile <= 100:
+            raise ValueError(f"depth scaling percentiles must satisfy 0 <= lo < hi <= 100, got "
+                             f"{self.lo_percentile}, {self.hi_percentile}")
+        if not 0 < self.floor < 1:
+            raise ValueError(f"depth scaling floor must be in (0, 1), got {self.floor}")
+
+
+@dataclass(frozen=True)
+class SquareFit:
+    """Where an H x W view lies on the square network grid.
+
+    Attributes:
+        height: original view height H in pixels.
+        width: original view width W in pixels.
+        size: side of the square network input in pixels.
+    """
+
+    height: int
+    width: int
+    size: int
+
+    @property
+    def side(self) -> int:
+        """Side of the padded square in original pixels (the view occupies its top-left H x W corner)."""
+        return max(self.height, self.width)
+
+
+def valid_depth(depth: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels with a measurement (finite and > 0)."""
+    return np.isfinite(depth) & (depth > 0)
+
+
+def clean_depth(depth: np.ndarray) -> np.ndarray:
+    """(H, W) float32 copy of ``depth`` with every invalid value (NaN, inf, <= 0) set to 0."""
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be (H, W), got shape {depth.shape}")
+    return np.where(valid_depth(depth), depth, np.float32(0)).astype(np.float32)
+
+
+def scale_depth(depth: np.ndarray, scaling: DepthScaling = DepthScaling()) -> np.ndarray:
+    """Map a depth map to ``[0, 1]``: invalid -> 0, valid -> ``[floor, 1]`` (see module docstring).
+
+    Args:
+        depth: (H, W) depth in any unit; 0, NaN, inf and negatives are invalid.
+        scaling: the percentile mapping.
+
+    Returns:
+        (H, W) float32; 0 exactly where the input is invalid. A view whose valid depth is constant maps to 1.
+    """
+    d = clean_depth(depth)
+    valid = d > 0
+    out = np.zeros_like(d)
+    if not valid.any():
+        return out
+    v = d[valid].astype(np.float64)
+    lo, hi = np.percentile(v, [scaling.lo_percentile, scaling.hi_percentile])
+    span = max(float(hi - lo), 1e-9 * max(abs(float(hi)), 1.0))
+    t = np.clip((v - lo) / span, 0.0, 1.0)
+    out[valid] = scaling.floor + (1.0 - scaling.floor) * t
+    return out
+
+
+def pad_square(x: np.ndarray, mode: str) -> np.ndarray:
+    """(H, W[, C]) -> (S, S[, C]), S = max(H, W), padded bottom/right by ``"edge"`` replication or ``"zeros"``."""
+    h, w = x.shape[:2]
+    s = max(h, w)
+    pad = [(0, s - h), (0, s - w)] + [(0, 0)] * (x.ndim - 2)
+    return np.pad(x, pad, mode="edge") if mode == "edge" else np.pad(x, pad, mode="constant")
+
+
+def image_to_rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W), (H, W, 1) or (H, W, 3) image, float in [0, 1] or uint8 -> (H, W, 3) float32 in [0, 1]."""
+    img = np.asarray(image)
+    if img.dtype == np.uint8:
+        img = img.astype(np.float32) / 255.0
+    elif img.dtype == np.uint16:
+        img = img.astype(np.float32) / 65535.0
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"image must be (H, W) or (H, W, 3), got shape {np.shape(image)}")
+    return img.astype(np.float32)
+
+
+def preprocess_image(image: np.ndarray, size: int) -> torch.Tensor:
+    """One image -> a normalised square network input.
+
+    Args:
+        image: (H, W) gray or (H, W, 3) RGB, float in [0, 1] (uint8 is divided by 255).
+        size: output side in pixels (a multiple of the encoder's patch size).
+
+    Returns:
+        (3, size, size) float32: padded to square by edge replication (bottom/right), resized bilinearly with
+        antialiasing, gray replicated to 3 channels, normalised with the ImageNet mean and std.
+    """
+    img = image_to_rgb(image)
+    x = torch.from_numpy(np.ascontiguousarray(pad_square(img.astype(np.float32), "edge"))).permute(2, 0, 1)
+    x = F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return normalize_image(x)
+
+
+def normalize_image(x: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) in [0, 1] -> ImageNet-normalised."""
+    mean = x.new_tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = x.new_tensor(IMAGENET_STD).view(3, 1, 1)
+    return (x.clamp(0, 1) - mean) / std
+
+
+def preprocess_depth(depth: np.ndarray, size: int, scaling: DepthScaling = DepthScaling()) -> torch.Tensor:
+    """One depth map -> a square network input.
+
+    Args:
+        depth: (H, W) depth; 0, NaN, inf, negatives are invalid.
+        size: output side in pixels.
+        scaling: how valid depth is mapped to ``[floor, 1]``.
+
+    Returns:
+        (1, size, size) float32 in [0, 1]: scaled per view (:func:`scale_depth`), padded to square with zeros
+        (bottom/right), resized with nearest neighbour (never mixing valid and invalid depth), 0 = invalid.
+    """
+    d = pad_square(scale_depth(depth, scaling), "zeros")
+    return resize_nearest(torch.from_numpy(np.ascontiguousarray(d))[None], size)
+
+
+def resize_nearest(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """(..., h, w) -> (..., size) by nearest neighbour (pixel-centre aligned, ``nearest-exact``)."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    lead = x.shape[:-2]
+    y = F.interpolate(x.reshape(1, -1, *x.shape[-2:]).float(), size=size, mode="nearest-exact")
+    return y.reshape(*lead, *size).to(x.dtype)
+
+
+def to_original(grid_map: torch.Tensor | np.ndarray, fit: SquareFit, mode: str = "bilinear") -> torch.Tensor:
+    """Bring a map on the square network grid back to the original view.
+
+    Args:
+        grid_map: (..., h, w) map on the square grid (a token map with h = w = size/14, or a pixel map).
+        fit: where the view lies on the square (:class:`SquareFit`).
+        mode: ``"bilinear"`` for scores/features, ``"nearest"`` for labels and masks.
+
+    Returns:
+        (..., H, W) float32 (or the input dtype for ``nearest``): resized to the padded square in original
+        pixels, then cropped to the view's top-left H x W corner.
+    """
+    m = torch.as_tensor(grid_map)
+    if m.ndim < 2:
+        raise ValueError(f"grid_map must be (..., h, w), got shape {tuple(m.shape)}")
+    lead, (h, w) = m.shape[:-2], m.shape[-2:]
+    s = fit.side
+    flat = m.reshape(1, -1, h, w)
+    if mode == "nearest":
+        up = F.interpolate(flat.float(), size=(s, s), mode="nearest-exact").to(m.dtype)
+    elif mode == "bilinear":
+        up = F.interpolate(flat.float(), size=(s, s), mode="bilinear", align_corners=False)
+    else:
+        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    return up[..., : fit.height, : fit.width].reshape(*lead, fit.height, fit.width)
+
+
+def token_validity(depth_input: torch.Tensor, patch_size: int, min_fraction: float = 0.5) -> torch.Tensor:
+    """Which tokens see enough measured depth.
+
+    Args:
+        depth_input: (B, 1, S, S) preprocessed depth (0 = invalid).
+        patch_size: the encoder's patch size p.
+        min_fraction: a token is valid when at least this fraction of its p x p pixels is measured.
+
+    Returns:
+        (B, S/p, S/p) bool.
+    """
+    valid = (depth_input > 0).float()
+    return F.avg_pool2d(valid, patch_size)[:, 0] >= min_fraction

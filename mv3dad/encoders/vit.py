@@ -1,0 +1,391 @@
+"""Frozen ViT feature extractors: a timm-backed factory/registry and the :class:`Encoder` interface.
+
+Every encoder maps a preprocessed batch (B, C_in, H, W), H and W multiples of the patch size p (14), to
+pixel-aligned patch-token maps (B, C, H/p, W/p). Layer pruning keeps the first ``layers`` blocks only (features of
+block ``layers``, after the final norm), as CFM's Sec. 3.4.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from mv3dad.encoders.preprocess import IMAGENET_MEAN, IMAGENET_STD, DepthScaling, preprocess_depth, preprocess_image
+
+Modality = Literal["image", "depth"]
+
+DEFAULT_IMAGE_ENCODER = "dinov2_vitb14_reg"
+DEFAULT_DEPTH_ENCODER = "dino_depth_vits14"
+WEIGHTS_FILE = "encoder.safetensors"
+CONFIG_FILE = "encoder.json"
+
+
+class EncoderError(RuntimeError):
+    """An encoder cannot be built, loaded or applied; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A named encoder in the registry.
+
+    Attributes:
+        arch: timm model name, optionally with a pretrained tag (``name.tag``).
+        modality: ``"image"`` (3 channels) or ``"depth"`` (1 channel).
+        timm_kwargs: extra keyword arguments for ``timm.create_model`` (``in_chans``, ``depth``, ...).
+    """
+
+    arch: str
+    modality: Modality
+    timm_kwargs: dict = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, EncoderSpec] = {}
+
+
+def register_encoder(name: str, spec: EncoderSpec) -> None:
+    """Register ``spec`` under ``name`` (an existing name is an error)."""
+    if name in _REGISTRY:
+        raise ValueError(f"encoder {name!r} is already registered")
+    _REGISTRY[name] = spec
+
+
+def list_encoders() -> list[str]:
+    """Names in the registry (any other timm ViT name is accepted too)."""
+    return sorted(_REGISTRY)
+
+
+register_encoder("dinov2_vitb14_reg", EncoderSpec("vit_base_patch14_reg4_dinov2.lvd142m", "image"))
+register_encoder("dinov2_vits14_reg", EncoderSpec("vit_small_patch14_reg4_dinov2.lvd142m", "image"))
+register_encoder("dino_depth_vits14", EncoderSpec("vit_small_patch14_reg4_dinov2", "depth", {"in_chans": 1}))
+
+
+def resolve(name: str, modality: Modality | None = None) -> EncoderSpec:
+    """A registry name or a timm ViT name -> :class:`EncoderSpec` (timm names default to the image modality)."""
+    if name in _REGISTRY:
+        spec = _REGISTRY[name]
+        if modality is not None and modality != spec.modality:
+            spec = EncoderSpec(spec.arch, modality, {**spec.timm_kwargs, "in_chans": 1 if modality == "depth" else 3})
+        return spec
+    import timm
+
+    if not timm.is_model(name.split(".")[0]):
+        raise EncoderError(f"unknown encoder {name!r}: not in the registry {list_encoders()} nor a timm model name")
+    modality = modality or "image"
+    return EncoderSpec(name, modality, {"in_chans": 1 if modality == "depth" else 3})
+
+
+def create_vit(arch: str, img_size: int, timm_kwargs: dict | None = None, pretrained: bool = False) -> nn.Module:
+    """A timm ViT with a dynamic image size (any multiple of the patch size works), no classifier head."""
+    import timm
+
+    kwargs = {"img_size": img_size, "dynamic_img_size": True, "num_classes": 0, **(timm_kwargs or {})}
+    model = timm.create_model(arch, pretrained=pretrained, **kwargs)
+    if not hasattr(model, "forward_intermediates") or not hasattr(model, "patch_embed"):
+        raise EncoderError(f"timm model {arch!r} is not a ViT with forward_intermediates")
+    return model
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Weights from a ``.safetensors`` file or a ``.pth``/``.pt``/``.bin`` file (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EncoderError(f"{path}: weights file not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt file, pickled objects refused by weights_only, ...
+        raise EncoderError(f"{path}: cannot read weights: {e}") from None
+    for key in ("model", "state_dict", "teacher"):  # common checkpoint wrappers
+        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
+            sd = sd[key]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise EncoderError(f"{path}: not a state dict of tensors")
+    return sd
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a local weights file into a timm ViT; timm's own and the original DINOv2 key layouts both work."""
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    sd = read_state_dict(path)
+    sd = {k.removeprefix("backbone.").removeprefix("module."): v for k, v in sd.items()}
+    sd = checkpoint_filter_fn(sd, model)
+    sd = {k: v for k, v in sd.items() if not k.startswith("head.")}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise EncoderError(f"{path}: weights do not match the architecture: missing {sorted(missing)[:8]}, "
+                           f"unexpected {sorted(unexpected)[:8]}")
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool):
+    """Make huggingface_hub use its local cache only (no 50 s of retries when there is no network)."""
+    import huggingface_hub.constants as hfc
+
+    old = hfc.HF_HUB_OFFLINE
+    hfc.HF_HUB_OFFLINE = old or offline
+    try:
+        yield
+    finally:
+        hfc.HF_HUB_OFFLINE = old
+
+
+def _create_pretrained(arch: str, img_size: int, timm_kwargs: dict) -> nn.Module:
+    with _hub_offline(not _hub_reachable()):
+        try:
+            return create_vit(arch, img_size, timm_kwargs, pretrained=True)
+        except Exception as e:
+            raise EncoderError(
+                f"no pretrained weights for {arch!r}: the Hugging Face hub is not reachable and its local cache "
+                f"does not hold them ({type(e).__name__}). Either (1) make the hub reachable once (or copy its "
+                f"cache into $HF_HOME) so that timm downloads them, or (2) pass a local weights file by path "
+                f"(weights=PATH in Python, --image-weights PATH on the command line): .safetensors, or .pth "
+                f"loaded with weights_only=True.") from None
+
+
+class Encoder(nn.Module):
+    """A frozen ViT that maps (B, C_in, H, W) to patch-token maps (B, C, H/p, W/p).
+
+    Attributes:
+        vit: the timm VisionTransformer (pruned to ``layers`` blocks).
+        modality: ``"image"`` or ``"depth"``; decides the preprocessing.
+        layers: number of transformer blocks used (the features are those of block ``layers``, normed).
+        depth_scaling: depth-to-[0, 1] mapping used by :meth:`preprocess` for depth encoders.
+        meta: the description written to / read from ``encoder.json``.
+    """
+
+    def __init__(self, vit: nn.Module, modality: Modality, layers: int | None = None,
+                 depth_scaling: DepthScaling = DepthScaling(), meta: dict | None = None) -> None:
+        super().__init__()
+        n_blocks = len(vit.blocks)
+        layers = n_blocks if layers is None else int(layers)
+        if not 1 <= layers <= n_blocks:
+            raise EncoderError(f"layers must be in [1, {n_blocks}], got {layers}")
+        if layers < n_blocks:
+            vit.prune_intermediate_layers([layers - 1], prune_norm=False, prune_head=True)
+        self.vit = vit.eval().requires_grad_(False)
+        self.modality = modality
+        self.layers = layers
+        self.depth_scaling = depth_scaling
+        self.meta = dict(meta or {})
+        self.eval()
+
+    @property
+    def in_chans(self) -> int:
+        return int(self.vit.patch_embed.proj.in_channels)
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.vit.patch_embed.patch_size[0])
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.vit.embed_dim)
+
+    def train(self, mode: bool = True) -> "Encoder":
+        """The encoder stays in eval mode (frozen)."""
+        return super().train(False)
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """Patch-token maps of a preprocessed batch.
+
+        Args:
+            x: (B, C_in, H, W) float, H and W multiples of the patch size p (see :meth:`preprocess`).
+            batch_size: process at most this many inputs at a time (None: all at once).
+
+        Returns:
+            (B, C, H/p, W/p) float32 on ``x``'s device; bf16 autocast on CUDA.
+        """
+        if x.ndim != 4:
+            raise EncoderError(f"features expects (B, C, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_chans:
+            raise EncoderError(f"{self.modality} encoder expects {self.in_chans} input channel(s), "
+                               f"got {x.shape[1]} (shape {tuple(x.shape)})")
+        p = self.patch_size
+        if x.shape[2] % p or x.shape[3] % p:
+            raise EncoderError(f"input size {tuple(x.shape[2:])} is not a multiple of the patch size {p}")
+        dev = next(self.vit.parameters()).device
+        chunks = x.split(batch_size or max(len(x), 1))
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+        out = []
+        with amp:
+            for c in chunks:
+                f = self.vit.forward_intermediates(c.to(dev, torch.float32), indices=[self.layers - 1], norm=True,
+                                                   output_fmt="NCHW", intermediates_only=True)[0]
+                out.append(f.float().to(x.device))
+        return torch.cat(out)
+
+    def preprocess(self, arrays: Sequence[np.ndarray], size: int) -> torch.Tensor:
+        """Views -> a network batch (B, C_in, size, size) with this encoder's preprocessing."""
+        if size % self.patch_size:
+            raise EncoderError(f"size {size} is not a multiple of the patch size {self.patch_size}")
+        if self.modality == "depth":
+            return torch.stack([preprocess_depth(a, size, self.depth_scaling) for a in arrays])
+        return torch.stack([preprocess_image(a, size) for a in arrays])
+
+
+def check_token_grids(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str] = ("image", "depth")) -> None:
+    """Raise :class:`EncoderError` unless two feature batches (B, C, h, w) share the batch size and token grid."""
+    if a.ndim != 4 or b.ndim != 4:
+        raise EncoderError(f"feature maps must be (B, C, h, w), got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[0] != b.shape[0] or a.shape[2:] != b.shape[2:]:
+        raise EncoderError(f"token grid mismatch: {names[0]} features {tuple(a.shape)} vs {names[1]} features "
+                           f"{tuple(b.shape)}; feed both encoders the same input size (a multiple of 14)")
+
+
+def build_encoder(name: str = DEFAULT_IMAGE_ENCODER, *, weights: str | Path | None = None,
+                  pretrained: bool = True, modality: Modality | None = None, layers: int | None = None,
+                  img_size: int = 224, timm_kwargs: dict | None = None,
+                  depth_scaling: DepthScaling = DepthScaling()) -> Encoder:
+    """Build a frozen encoder by registry or timm name.
+
+    Args:
+        name: a registry name (:func:`list_encoders`) or a timm ViT name (``arch.tag``).
+        weights: a local weights file (.safetensors, or .pth loaded with ``weights_only=True``); wins over
+            ``pretrained``.
+        pretrained: without ``weights``, fetch timm's pretrained weights through the hub (or its cache); a
+            clear :class:`EncoderError` names both ways when neither is available. False: random init.
+        modality: override the registry's modality (``"depth"`` builds a 1-channel ViT).
+        layers: keep the first ``layers`` blocks (None: all).
+        img_size: nominal input size (the position embedding is resampled to any other multiple of 14).
+        timm_kwargs: extra ``timm.create_model`` arguments (e.g. ``depth``, ``embed_dim``).
+        depth_scaling: the depth mapping used by :meth:`Encoder.preprocess` (depth encoders).
+    """
+    spec = resolve(name, modality)
+    kwargs = {**spec.timm_kwargs, **(timm_kwargs or {})}
+    if weights is not None:
+        vit = create_vit(spec.arch, img_size, kwargs)
+        load_weights(vit, weights)
+        source = str(weights)
+    elif pretrained and "." in spec.arch:
+        vit = _create_pretrained(spec.arch, img_size, kwargs)
+        source = f"timm:{spec.arch}"
+    elif pretrained:
+        raise EncoderError(f"{spec.arch!r} has no pretrained weights to download: pass weights=PATH, "
+                           f"load a pretrain-depth/pretrain-image run with load_encoder(DIR), or pretrained=False")
+    else:
+        vit = create_vit(spec.arch, img_size, kwargs)
+        source = "random"
+    meta = {"arch": spec.arch.split(".")[0], "modality": spec.modality, "timm_kwargs": kwargs,
+            "img_size": img_size, "weights_source": source}
+    return Encoder(vit, spec.modality, layers, depth_scaling, meta)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_encoder(out_dir: str | Path, vit: nn.Module, *, arch: str, modality: Modality, img_size: int,
+                 timm_kwargs: dict, depth_scaling: DepthScaling | None = None, training: dict | None = None) -> Path:
+    """Write ``encoder.safetensors`` (the ViT's weights) and ``encoder.json`` (how to rebuild and use it).
+
+    Both files are written atomically; the JSON (written last) records the weights' sha256.
+    Returns the directory.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().float().cpu().contiguous() for k, v in vit.state_dict().items()}
+    wpath = out / WEIGHTS_FILE
+    _write_atomic(wpath, lambda tmp: save_file(sd, tmp))
+    kwargs = {k: v for k, v in timm_kwargs.items() if k not in ("img_size", "dynamic_img_size", "num_classes")}
+    cfg = {
+        "format": "mv3dad-encoder/1",
+        "arch": arch,
+        "modality": modality,
+        "in_chans": int(vit.patch_embed.proj.in_channels),
+        "img_size": int(img_size),
+        "patch_size": int(vit.patch_embed.patch_size[0]),
+        "embed_dim": int(vit.embed_dim),
+        "n_blocks": len(vit.blocks),
+        "layers": len(vit.blocks),
+        "timm_kwargs": kwargs,
+        "normalisation": ({"type": "depth_percentile", **dataclasses.asdict(depth_scaling or DepthScaling())}
+                          if modality == "depth"
+                          else {"type": "imagenet", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}),
+        "training": training or {},
+        "weights_sha256": _sha256(wpath),
+    }
+    _write_atomic(out / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=2)))
+    return out
+
+
+def load_encoder(path: str | Path, layers: int | None = None, device: str | torch.device | None = None,
+                 verify: bool = True) -> Encoder:
+    """Load an encoder written by :func:`save_encoder` (e.g. by ``mv3dad pretrain-depth``).
+
+    Args:
+        path: the directory holding ``encoder.json`` and ``encoder.safetensors`` (or the JSON file itself).
+        layers: keep the first ``layers`` blocks (None: the JSON's ``layers``).
+        device: where to put it (None: CPU).
+        verify: check the weights' sha256 against the JSON.
+    """
+    path = Path(path)
+    cfg_path = path if path.suffix == ".json" else path / CONFIG_FILE
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise EncoderError(f"{cfg_path}: cannot read encoder config: {e}") from None
+    for key in ("arch", "modality", "in_chans", "img_size", "timm_kwargs", "layers"):
+        if key not in cfg:
+            raise EncoderError(f"{cfg_path}: missing field {key!r}")
+    wpath = cfg_path.parent / WEIGHTS_FILE
+    if not wpath.is_file():
+        raise EncoderError(f"{wpath}: weights file not found")
+    if verify and cfg.get("weights_sha256") and _sha256(wpath) != cfg["weights_sha256"]:
+        raise EncoderError(f"{wpath}: sha256 differs from {cfg_path} (corrupt or replaced weights)")
+    kwargs = {**cfg["timm_kwargs"], "in_chans": cfg["in_chans"]}
+    vit = create_vit(cfg["arch"], cfg["img_size"], kwargs)
+    from safetensors.torch import load_file
+
+    missing, unexpected = vit.load_state_dict(load_file(str(wpath)), strict=False)
+    if missing or unexpected:
+        raise EncoderError(f"{wpath}: weights do not match {cfg['arch']}: missing {sorted(missing)[:8]}, "
+                           f"unexpected {sorted(unexpected)[:8]}")
+    norm = cfg.get("normalisation", {})
+    scaling = DepthScaling(**{k: norm[k] for k in ("lo_percentile", "hi_percentile", "floor") if k in norm})
+    enc = Encoder(vit, cfg["modality"], layers or cfg["layers"], scaling, cfg)
+    return enc.to(device) if device is not None else enc
+
+__all__ = ["Encoder", "EncoderError", "EncoderSpec", "build_encoder", "check_token_grids", "list_encoders",
+           "load_encoder", "load_weights", "read_state_dict", "register_encoder", "save_encoder"]
