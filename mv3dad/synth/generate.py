@@ -162,7 +162,7 @@ def category_model(name: str, cfg: SynthConfig, cameras: list[Camera], mesh_file
         mesh = to_trimesh(shape)
     else:
         mesh, shape = mesh_manifold(load_user_mesh(mesh_file, cfg.mesh_size_mm), cfg.mesh_edge_mm)
-    cand = find_candidates(mesh, cameras, seed=zlib.crc32(name.encode()))
+    cand = find_candidates(mesh, cameras, seed=zlib.crc32(name.encode()), min_views=min(2, len(cameras)))
     v = np.asarray(mesh.vertices)
     radius = float(np.max(np.linalg.norm(v[:, :2], axis=1)))
     top = float(v[:, 2].max())

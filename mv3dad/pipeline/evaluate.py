@@ -1,0 +1,121 @@
+"""``mv3dad evaluate``: I-AUROC and V-AUPRO (3D) or I-AUROC, P-AUROC, AUPRO (single-view) per category, as a table.
+
+Multiview predictions are evaluated in 3D: ground truth and prediction are compared voxel by voxel on the
+prediction's grid. Single-view predictions (N = 1, e.g. CPIR) are evaluated in 2D on the view's anomaly map (NaN
+off the foreground = not evaluated), against the view's ground-truth mask: a pixel is anomalous when its measured
+3D point falls in a ground-truth voxel. A nominal test instance has no
+ground-truth volume: its ground truth is all zeros on the prediction's grid. A ground truth on a different grid
+is resampled onto the prediction's grid by nearest voxel centre (exact when both grids share voxel size and
+lattice, as with ``mv3dad predict --grid gt``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from mv3dad.data import open_dataset
+from mv3dad.data.scene import DataError
+from mv3dad.geometry.grid import VoxelGrid
+from mv3dad.mapping.checkpoint import atomic_write_bytes
+from mv3dad.geometry.projection import depth_to_points
+from mv3dad.metrics import aupro_at, auroc, pixel_auroc
+from mv3dad.pipeline.predict import SCORES_FILE
+
+LIMITS = (0.01, 0.3)
+
+
+def gt_on_grid(gt: xr.DataArray | None, grid: VoxelGrid) -> np.ndarray:
+    """(X, Y, Z) uint8 ground truth on ``grid`` (zeros where there is none)."""
+    out = np.zeros(grid.shape, np.uint8)
+    if gt is None:
+        return out
+    g = VoxelGrid.from_dataarray(gt)
+    if g == grid:
+        return np.asarray(gt.values, dtype=np.uint8)
+    idx = np.argwhere(np.asarray(gt.values) > 0)
+    dst = grid.world_to_index(g.index_to_world(idx))
+    ok = grid.contains(dst)
+    out[tuple(dst[ok].T)] = 1
+    return out
+
+
+def gt_mask_2d(gt: xr.DataArray | None, view) -> np.ndarray:
+    """(H, W) uint8 ground-truth mask of a view: pixels whose measured 3D point lies in a ground-truth voxel."""
+    out = np.zeros(view.depth.shape, np.uint8)
+    if gt is None:
+        return out
+    pts, valid = depth_to_points(view.depth, view.camera)
+    g = VoxelGrid.from_dataarray(gt)
+    idx = g.world_to_index(pts)
+    ok = g.contains(idx)
+    hit = np.zeros(len(pts), bool)
+    hit[ok] = np.asarray(gt.values)[tuple(idx[ok].T)] > 0
+    out[valid] = hit
+    return out
+
+
+def _fmt(x: float) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def run_evaluate(pred: str | Path, data: str | Path, json_out: str | Path | None = None) -> tuple[dict, str]:
+    """Compute the metrics of a prediction directory; returns ``(results, markdown table)``."""
+    from mv3dad.export import load_volume
+
+    pred = Path(pred)
+    try:
+        record = json.loads((pred / SCORES_FILE).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{pred / SCORES_FILE}: no predictions here (run `mv3dad predict` first)") from None
+    ds = open_dataset(data)
+    single_view = record.get("n_views") == 1
+    results: dict = {}
+    for cat, inst in record["scores"].items():
+        if cat not in ds.categories:
+            raise DataError(f"{data}: no category {cat!r} for the predictions in {pred}")
+        tests = {s.instance_id: s for s in ds[cat].test}
+        missing = sorted(set(tests) - set(inst))
+        if missing:
+            raise DataError(f"{pred}/{cat}: no prediction for test instances {missing}")
+        scores, gts, labels, inst_scores = [], [], [], []
+        for iid, s in tests.items():
+            if single_view:
+                views = [s.views[i] for i in record["rig_views"]] if record.get("rig_views") else s.views
+                scores.append(np.load(pred / cat / f"{iid}_maps.npz", allow_pickle=False)["maps"][0]
+                              .astype(np.float32))
+                gts.append(gt_mask_2d(s.gt, views[0]))
+            else:
+                vol = load_volume(pred / cat / f"{iid}.npz")
+                scores.append(np.asarray(vol.values, dtype=np.float32))
+                gts.append(gt_on_grid(s.gt, VoxelGrid.from_dataarray(vol)))
+            labels.append(int(s.label == "anomalous"))
+            inst_scores.append(inst[iid]["score"])
+        labels_a = np.array(labels)
+        r = {"i_auroc": float("nan"), "v_aupro_1": float("nan"), "v_aupro_30": float("nan"),
+             "n_test": len(labels), "n_anomalous": int(labels_a.sum())}
+        if 0 < labels_a.sum() < len(labels_a):
+            r["i_auroc"] = auroc(np.nan_to_num(np.array(inst_scores), nan=-np.inf), labels_a)
+        if any(g.any() for g in gts):
+            pro = aupro_at(scores, gts, LIMITS)
+            r["v_aupro_1"], r["v_aupro_30"] = pro[0.01], pro[0.3]
+            if single_view:
+                r = {"i_auroc": r["i_auroc"], "p_auroc": pixel_auroc(scores, gts), "aupro_1": pro[0.01],
+                     "aupro_30": pro[0.3], "n_test": r["n_test"], "n_anomalous": r["n_anomalous"]}
+        results[cat] = r
+    if single_view:
+        keys, head = ("i_auroc", "p_auroc", "aupro_30", "aupro_1"), ("I-AUROC", "P-AUROC", "AUPRO@30%", "AUPRO@1%")
+    else:
+        keys, head = ("i_auroc", "v_aupro_1", "v_aupro_30"), ("I-AUROC", "V-AUPRO@1%", "V-AUPRO@30%")
+    results["mean"] = {k: float(np.nanmean([results[c].get(k, np.nan) for c in record["scores"]])) for k in keys}
+    lines = ["| category | " + " | ".join(head) + " |", "|---" * (len(keys) + 1) + "|"]
+    for cat in [*record["scores"], "mean"]:
+        lines.append(f"| {cat} | " + " | ".join(_fmt(results[cat][k]) for k in keys) + " |")
+    table = "\n".join(lines)
+    if json_out is not None:
+        atomic_write_bytes(Path(json_out), json.dumps(results, indent=2).encode())
+    return results, table

@@ -1,0 +1,195 @@
+"""``mv3dad fit``: train a ModMap / CFM / CPIR model (or build a memory bank) on a category's nominal training data.
+
+A run directory holds ``run.json`` (the job: data, category, setup, views, encoders and their weight hashes,
+preprocessing, the category's voxel grid) and the model checkpoint (:mod:`mv3dad.mapping.checkpoint`) or, for the
+``knn`` method, the memory bank (``memory.safetensors``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mv3dad.data import open_dataset
+from mv3dad.data.scene import DataError, Sample
+from mv3dad.mapping.checkpoint import atomic_write_bytes
+from mv3dad.mapping.fit import PRESETS, FeatureSet, FitConfig, fit_feature_sets
+from mv3dad.pipeline.features import EncoderConfig, FeatureExtractor, encoder_identity, load_encoders
+from mv3dad.volume import grid_for_views
+
+RUN_FILE = "run.json"
+MEMORY_FILE = "memory.safetensors"
+METHODS = tuple(PRESETS) + ("knn",)
+
+
+@dataclass
+class FitJob:
+    """What ``mv3dad fit`` trains.
+
+    Attributes:
+        data: dataset root (mv3dad layout, e.g. written by ``mv3dad synth``).
+        categories: the categories to train on; several with ``fit.multi_class`` give one multi-class model,
+            otherwise exactly one.
+        out: the run directory.
+        views: ``"all"``, ``"K"`` (K views spread evenly over the rig) or ``"i,j,..."`` (rig view indices).
+        setup: ``real2real`` (train on the real-like nominal instance) or ``synth2real`` (on the clean CAD
+            rendering); chosen by the training instances' ``meta["setup"]`` where the data records it.
+        method: a preset of :data:`mv3dad.mapping.fit.PRESETS` (``modmap``, ``cfm``, ``cfm_vc``, ``cpir``, ...)
+            or ``knn`` (PatchCore-style per-view memory bank on the same features).
+        encoders: the frozen encoders and the input size.
+        fit: the mapping's training config (the preset's fields are applied over it).
+        cache_features: keep the extracted features on disk under ``<out>/features`` (reused by ``--resume``).
+        voxel_size: voxel edge in mm of the category grid used when a test sample has no ground-truth grid.
+        coreset: ``knn`` only: keep this fraction (float) or number (int) of tokens per view; None = all.
+        resume: continue an interrupted training from the run directory's checkpoint.
+    """
+
+    data: str
+    categories: list[str]
+    out: str
+    views: str = "all"
+    setup: str = "real2real"
+    method: str = "modmap"
+    encoders: EncoderConfig = field(default_factory=EncoderConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    cache_features: bool = True
+    voxel_size: float = 2.0
+    coreset: float | int | None = None
+    resume: bool = False
+
+
+def parse_views(spec: str, n_views: int) -> list[int]:
+    """``"all"`` -> 0..N-1; ``"K"`` -> K indices spread evenly; ``"i,j,..."`` -> those indices (checked)."""
+    spec = str(spec).strip()
+    if spec == "all":
+        return list(range(n_views))
+    try:
+        if "," not in spec:
+            k = int(spec)
+            if not 1 <= k <= n_views:
+                raise ValueError
+            return sorted({int(round(x)) for x in np.linspace(0, n_views, k, endpoint=False)})
+        ids = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--views {spec!r}: expected 'all', a count in 1..{n_views}, or indices like 0,3,5") from None
+    bad = [i for i in ids if not 0 <= i < n_views]
+    if bad or len(set(ids)) != len(ids) or not ids:
+        raise ValueError(f"--views {spec!r}: indices must be distinct and in 0..{n_views - 1}")
+    return ids
+
+
+def select_views(sample: Sample, ids: list[int]) -> Sample:
+    """The sample restricted to the rig views ``ids`` (clear error when it has fewer views)."""
+    if max(ids) >= len(sample.views):
+        raise DataError(f"{sample.category}/{sample.instance_id}: has {len(sample.views)} views, "
+                        f"the run uses rig views {ids}")
+    return dataclasses.replace(sample, views=[sample.views[i] for i in ids])
+
+
+def training_samples(ds, category: str, setup: str) -> list[Sample]:
+    """The nominal training instances of ``category`` for ``setup``."""
+    if category not in ds.categories:
+        raise DataError(f"{ds.root}: no category {category!r} (has {ds.categories})")
+    train = [s for s in ds[category].train if s.label == "nominal"]
+    tagged = [s for s in train if s.meta.get("setup")]
+    if tagged:
+        train = [s for s in tagged if s.meta["setup"] == setup]
+    if not train:
+        raise DataError(f"{ds.root}/{category}/train: no nominal training instance for setup {setup!r}")
+    return train
+
+
+def run_fit(job: FitJob, progress: bool = True) -> Path:
+    """Train and write the run directory; returns it."""
+    if job.method not in METHODS:
+        raise ValueError(f"unknown method {job.method!r}; choose one of {METHODS}")
+    if len(job.categories) != 1 and not job.fit.multi_class:
+        raise ValueError(f"{len(job.categories)} categories given: pass exactly one, or --multi-class")
+    out = Path(job.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = open_dataset(job.data)
+    img_enc, dep_enc = load_encoders(job.encoders)
+    extractor = FeatureExtractor(img_enc, dep_enc, job.encoders,
+                                 cache_dir=out / "features" if job.cache_features else None)
+    sets, grids, view_ids, cameras = [], {}, None, {}
+    for cat in job.categories:
+        samples = training_samples(ds, cat, job.setup)
+        ids = parse_views(job.views, len(samples[0].views))
+        if view_ids is None or not job.fit.multi_class:
+            view_ids = ids
+        for s in samples:
+            s = select_views(s, ids)
+            f = extractor(s, split="train")
+            sets.append(FeatureSet(f.img, f.dep, f.valid, cat))
+        grid = grid_for_views(samples[0].views, voxel_size=job.voxel_size)
+        grids[cat] = {"origin": grid.origin.tolist(), "voxel_size": grid.voxel_size, "shape": list(grid.shape)}
+        cameras[cat] = [v.camera.to_dict() for v in select_views(samples[0], ids).views]
+    encoders = {"image": encoder_identity(img_enc), "depth": encoder_identity(dep_enc)}
+    meta = {"encoders": encoders, "image_size": job.encoders.image_size, "views": view_ids,
+            "categories": job.categories, "setup": job.setup}
+    if job.method == "knn":
+        _fit_knn(sets, job, out)
+    else:
+        cfg = dataclasses.replace(job.fit, **PRESETS[job.method])
+        fit_feature_sets(sets, cfg, out_dir=out, resume=job.resume, progress=progress, meta=meta)
+    record = {"format": "mv3dad-run/1", "method": job.method, "data": str(job.data), "categories": job.categories,
+              "setup": job.setup, "views": view_ids, "encoders_config": dataclasses.asdict(job.encoders),
+              "encoders": encoders, "grids": grids, "cameras": cameras,
+              "fit": dataclasses.asdict(job.fit), "coreset": job.coreset}
+    atomic_write_bytes(out / RUN_FILE, json.dumps(record, indent=2).encode())
+    return out
+
+
+def _fit_knn(sets: list[FeatureSet], job: FitJob, out: Path) -> None:
+    from safetensors.torch import save_file
+
+    from mv3dad.scoring.knn import build_memory
+
+    if job.fit.multi_class:
+        raise ValueError("the knn memory bank is class-specific: pass one category")
+    bank = build_memory(sets, mode="separate", coreset=job.coreset, seed=job.fit.seed)
+    tensors = {f"img_{i}": t.contiguous() for i, t in enumerate(bank.img)}
+    tensors.update({f"dep_{i}": t.contiguous() for i, t in enumerate(bank.dep)})
+    tmp = out / f".{MEMORY_FILE}.tmp"
+    save_file(tensors, str(tmp))
+    tmp.replace(out / MEMORY_FILE)
+
+
+def load_memory(run_dir: Path):
+    """The memory bank written by a ``knn`` run."""
+    from safetensors.torch import load_file
+
+    from mv3dad.scoring.knn import MemoryBank
+
+    t = load_file(str(Path(run_dir) / MEMORY_FILE))
+    n = sum(1 for k in t if k.startswith("img_"))
+    img = [t[f"img_{i}"] for i in range(n)]
+    dep = [t[f"dep_{i}"] for i in range(n)]
+    return MemoryBank("separate", img, dep, img[0].shape[1], dep[0].shape[1])
+
+
+def read_run(run_dir: str | Path) -> dict:
+    """The ``run.json`` of a run directory (clear error when missing)."""
+    path = Path(run_dir) / RUN_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: not a run directory (missing {RUN_FILE}; run `mv3dad fit` first)") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read run record: {e}") from None
+
+
+def load_for_scoring(run_dir: str | Path) -> tuple[dict, object]:
+    """(run record, model or memory bank) of a run directory."""
+    from mv3dad.mapping.checkpoint import load_checkpoint
+
+    run = read_run(run_dir)
+    if run["method"] == "knn":
+        return run, load_memory(Path(run_dir))
+    model, _ = load_checkpoint(run_dir)
+    return run, model
+
