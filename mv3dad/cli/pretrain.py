@@ -45,40 +45,32 @@ def _run(modality: str, out: Path, data: Optional[List[Path]], synthetic: bool, 
                         f"({summary['steps']} steps, final loss {summary['final_loss']:.4f})")
 
 
+def _command(modality: str):
+    """The typer command of one modality (both take the same options)."""
+
+    def command(
+        out: Path = typer.Option(..., "--out", help=_HELP["out"]),
+        data: Optional[List[Path]] = typer.Option(None, "--data", help=_HELP["data"]),
+        synthetic: bool = typer.Option(False, "--synthetic", help=_HELP["synthetic"]),
+        steps: Optional[int] = typer.Option(None, "--steps", help=_HELP["steps"]),
+        image_size: Optional[int] = typer.Option(None, "--image-size", help=_HELP["image_size"]),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help=_HELP["batch_size"]),
+        resume: bool = typer.Option(False, "--resume", help=_HELP["resume"]),
+        config: Optional[Path] = typer.Option(None, "--config", help=_HELP["config"]),
+        seed: Optional[int] = typer.Option(None, "--seed", help=_HELP["seed"]),
+        num_workers: Optional[int] = typer.Option(None, "--num-workers", help=_HELP["workers"]),
+    ) -> None:
+        _run(modality, out, data, synthetic, steps, image_size, batch_size, resume, config, seed, num_workers)
+
+    return command
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to app."""
-
-    @app.command("pretrain-depth")
-    def pretrain_depth(
-        out: Path = typer.Option(..., "--out", help=_HELP["out"]),
-        data: Optional[List[Path]] = typer.Option(None, "--data", help=_HELP["data"]),
-        synthetic: bool = typer.Option(False, "--synthetic", help=_HELP["synthetic"]),
-        steps: Optional[int] = typer.Option(None, "--steps", help=_HELP["steps"]),
-        image_size: Optional[int] = typer.Option(None, "--image-size", help=_HELP["image_size"]),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", help=_HELP["batch_size"]),
-        resume: bool = typer.Option(False, "--resume", help=_HELP["resume"]),
-        config: Optional[Path] = typer.Option(None, "--config", help=_HELP["config"]),
-        seed: Optional[int] = typer.Option(None, "--seed", help=_HELP["seed"]),
-        num_workers: Optional[int] = typer.Option(None, "--num-workers", help=_HELP["workers"]),
-    ) -> None:
-        """Self-supervised DINOv2-style pretraining of DINO-Depth (a 1-channel ViT-S/14) on depth maps.
-
-        Multi-GPU / multi-process: torchrun --nproc_per_node N -m mv3dad.pretrain pretrain-depth ...
-        """
-        _run("depth", out, data, synthetic, steps, image_size, batch_size, resume, config, seed, num_workers)
-
-    @app.command("pretrain-image")
-    def pretrain_image(
-        out: Path = typer.Option(..., "--out", help=_HELP["out"]),
-        data: Optional[List[Path]] = typer.Option(None, "--data", help=_HELP["data"]),
-        synthetic: bool = typer.Option(False, "--synthetic", help=_HELP["synthetic"]),
-        steps: Optional[int] = typer.Option(None, "--steps", help=_HELP["steps"]),
-        image_size: Optional[int] = typer.Option(None, "--image-size", help=_HELP["image_size"]),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", help=_HELP["batch_size"]),
-        resume: bool = typer.Option(False, "--resume", help=_HELP["resume"]),
-        config: Optional[Path] = typer.Option(None, "--config", help=_HELP["config"]),
-        seed: Optional[int] = typer.Option(None, "--seed", help=_HELP["seed"]),
-        num_workers: Optional[int] = typer.Option(None, "--num-workers", help=_HELP["workers"]),
-    ) -> None:
-        """The same trainer for a 3-channel image encoder (for sites that cannot reach a model hub)."""
-        _run("image", out, data, synthetic, steps, image_size, batch_size, resume, config, seed, num_workers)
+    app.command("pretrain-depth", help=(
+        "Self-supervised DINOv2-style pretraining of DINO-Depth (a 1-channel ViT-S/14) on depth maps.\n\n"
+        "Multi-GPU / multi-process: torchrun --nproc_per_node N -m mv3dad.pretrain pretrain-depth ..."))(
+        _command("depth"))
+    app.command("pretrain-image", help=(
+        "The same trainer for a 3-channel image encoder (for sites that cannot reach a model hub)."))(
+        _command("image"))
