@@ -12,7 +12,7 @@ mv3dad synth "$OUT/data" --categories "$CAT" --views 12 --image-size 128 --test-
 
 # DINO-Depth: self-supervised ViT-S/14 on an endless synthetic depth corpus (a short run; see docs/pretrain.md).
 mv3dad pretrain-depth --config configs/pretrain_depth_quick.yaml --synthetic --out "$OUT/dino_depth" \
-  --steps 30 --image-size 112 --batch-size 8
+  --steps 20 --image-size 112 --batch-size 4
 
 # The image encoder is DINOv2 ViT-B/14; its pretrained weights come from the timm hub or a local file
 # (--image-weights FILE). Offline without a file, --random-init lets the demo run with an untrained one.
