@@ -80,6 +80,8 @@ def register(app: typer.Typer) -> None:
         remove_plane: bool = typer.Option(False, "--remove-plane", help="RANSAC support-plane removal."),
         backend: str = typer.Option("auto", help="Back-projection backend: auto | numba | cupy | torch."),
         seed: int = typer.Option(0, help="Seed of the random source selection."),
+        supersample: Optional[int] = typer.Option(
+            None, help="Back-project at this many times the depth resolution (default: auto, <= half a voxel)."),
     ) -> None:
         """Score every test sample: N x N view-pair maps, min over sources, back-projection with max."""
         from mv3dad.pipeline.predict import PredictJob, run_predict
@@ -87,7 +89,7 @@ def register(app: typer.Typer) -> None:
         try:
             run_predict(PredictJob(str(run), str(data), str(out), views=views, sources=sources, fuse=fuse,
                                    formats=list(format), save_maps=save_maps, grid=grid, remove_plane=remove_plane,
-                                   backend=backend, seed=seed))
+                                   backend=backend, seed=seed, supersample=supersample))
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             _fail(e)
         typer.echo(f"predictions written to {out}")
@@ -98,12 +100,15 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="Dataset root with the ground truth."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
         markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the table as Markdown here."),
+        elements: str = typer.Option("observed", "--evaluate",
+                                     help="Evaluated voxels: observed (+ every GT voxel) | all | observed_only."),
+        mode: str = typer.Option("exact", help="AUPRO: exact (every threshold) | mvtec (fixed thresholds, as CFM)."),
     ) -> None:
         """I-AUROC and V-AUPRO@1% / @30% per category and their mean, as a Markdown table."""
         from mv3dad.pipeline.evaluate import run_evaluate
 
         try:
-            _, table = run_evaluate(pred, data, json_out)
+            _, table = run_evaluate(pred, data, json_out, evaluate=elements, mode=mode)
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             _fail(e)
         if markdown is not None:

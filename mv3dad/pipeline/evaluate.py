@@ -63,8 +63,13 @@ def _fmt(x: float) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
-def run_evaluate(pred: str | Path, data: str | Path, json_out: str | Path | None = None) -> tuple[dict, str]:
-    """Compute the metrics of a prediction directory; returns ``(results, markdown table)``."""
+def run_evaluate(pred: str | Path, data: str | Path, json_out: str | Path | None = None, evaluate: str = "observed",
+                 mode: str = "exact") -> tuple[dict, str]:
+    """Compute the metrics of a prediction directory; returns ``(results, markdown table)``.
+
+    ``evaluate`` (which elements count) and ``mode`` (exact or MVTec-compatible AUPRO) are passed to
+    :func:`mv3dad.metrics.aupro_at`; see docs/metrics.md.
+    """
     from mv3dad.export import load_volume
 
     pred = Path(pred)
@@ -101,10 +106,10 @@ def run_evaluate(pred: str | Path, data: str | Path, json_out: str | Path | None
         if 0 < labels_a.sum() < len(labels_a):
             r["i_auroc"] = auroc(np.nan_to_num(np.array(inst_scores), nan=-np.inf), labels_a)
         if any(g.any() for g in gts):
-            pro = aupro_at(scores, gts, LIMITS)
+            pro = aupro_at(scores, gts, LIMITS, evaluate=evaluate, mode=mode)
             r["v_aupro_1"], r["v_aupro_30"] = pro[0.01], pro[0.3]
             if single_view:
-                r = {"i_auroc": r["i_auroc"], "p_auroc": pixel_auroc(scores, gts), "aupro_1": pro[0.01],
+                r = {"i_auroc": r["i_auroc"], "p_auroc": pixel_auroc(scores, gts, evaluate), "aupro_1": pro[0.01],
                      "aupro_30": pro[0.3], "n_test": r["n_test"], "n_anomalous": r["n_anomalous"]}
         results[cat] = r
     if single_view:

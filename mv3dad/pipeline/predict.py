@@ -28,6 +28,7 @@ from mv3dad.pipeline.fit import load_for_scoring, parse_views, select_views
 from mv3dad.scoring.background import foreground_mask
 from mv3dad.scoring.fuse import FUSIONS, fuse
 from mv3dad.volume import VolumeAccumulator
+from mv3dad.volume.resample import supersample_factor, supersample_view
 
 SCORES_FILE = "scores.json"
 
@@ -54,6 +55,10 @@ class PredictJob:
         remove_plane: remove a support plane (RANSAC) in the background filter, for scenes on a table.
         backend: back-projection backend: auto | numba | cupy | torch.
         rig_tolerance_mm: largest allowed difference between the run's and a sample's camera centres.
+        supersample: back-project each view at this many times its depth resolution (bilinear depth on smooth
+            surfaces, :func:`mv3dad.volume.resample.supersample_view`), so that low-resolution scans cover every
+            surface voxel; None = the smallest factor giving a pixel footprint of at most half a voxel (1 for
+            scans already that dense, e.g. SiM3D's 12 Mpx views).
         seed: seed of the random source selection.
     """
 
@@ -70,6 +75,7 @@ class PredictJob:
     remove_plane: bool = False
     backend: str = "auto"
     rig_tolerance_mm: float = 1.0
+    supersample: int | None = None
     seed: int = 0
 
 
@@ -111,8 +117,9 @@ def score_sample(run: dict, scorer, feats, sample: Sample, job: PredictJob, mode
         fit = SquareFit(h, w, image_size)
         m = fuse(to_original(s_img[t], fit), to_original(s_dep[t], fit), job.fuse).numpy().astype(np.float32)
         fg = foreground_mask(view.depth, view.camera, remove_plane=job.remove_plane)
-        acc.add(m, View(view.image, np.where(fg, view.depth, 0).astype(np.float32), view.camera),
-                where=f"{sample.instance_id} view {t}")
+        masked = View(view.image, np.where(fg, view.depth, 0).astype(np.float32), view.camera)
+        factor = job.supersample or supersample_factor(masked, grid.voxel_size)
+        acc.add(m, supersample_view(masked, factor), where=f"{sample.instance_id} view {t}")
         maps.append(np.where(fg, m, np.nan).astype(np.float16))
     return acc.result(), np.stack(maps)
 
