@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
         format: list[str] = typer.Option(["npz"], "--format", "-f",
                                          help="Volume formats (repeatable): npz npy zarr vdb ply."),
         save_maps: bool = typer.Option(False, "--save-maps", help="Also write per-view anomaly maps."),
-        grid: str = typer.Option("gt", help="gt: the ground truth's grid when present; category: the run's."),
+        grid: str = typer.Option("category", help="category: the run's grid (all samples alike); gt: the GT's."),
         remove_plane: bool = typer.Option(False, "--remove-plane", help="RANSAC support-plane removal."),
         backend: str = typer.Option("auto", help="Back-projection backend: auto | numba | cupy | torch."),
         seed: int = typer.Option(0, help="Seed of the random source selection."),

@@ -49,12 +49,16 @@ class VoxelGrid:
 
     @staticmethod
     def from_bounds(lo, hi, voxel_size: float = 2.0, margin: float = 0.0) -> "VoxelGrid":
-        """The smallest grid whose voxels cover the box ``[lo - margin, hi + margin]`` (mm)."""
-        lo = np.asarray(lo, dtype=np.float64) - margin
-        hi = np.asarray(hi, dtype=np.float64) + margin
-        shape = np.maximum(np.ceil((hi - lo) / voxel_size).astype(int), 1)
-        origin = lo + voxel_size / 2
-        return VoxelGrid(origin, voxel_size, tuple(shape))
+        """The smallest lattice-aligned grid whose voxels cover the box ``[lo - margin, hi + margin]`` (mm).
+
+        Voxel faces lie on multiples of ``voxel_size`` (voxel centres at ``(k + 1/2) * voxel_size``), so any two
+        grids made this way at the same voxel size share one lattice and map onto each other by an index shift.
+        """
+        vs = float(voxel_size)
+        lo = np.floor((np.asarray(lo, dtype=np.float64) - margin) / vs) * vs
+        hi = np.ceil((np.asarray(hi, dtype=np.float64) + margin) / vs) * vs
+        shape = np.maximum(np.rint((hi - lo) / vs).astype(int), 1)
+        return VoxelGrid(lo + vs / 2, vs, tuple(shape))
 
     def axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Voxel-centre coordinates in mm along x, y and z."""

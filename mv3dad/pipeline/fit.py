@@ -43,7 +43,9 @@ class FitJob:
         encoders: the frozen encoders and the input size.
         fit: the mapping's training config (the preset's fields are applied over it).
         cache_features: keep the extracted features on disk under ``<out>/features`` (reused by ``--resume``).
-        voxel_size: voxel edge in mm of the category grid used when a test sample has no ground-truth grid.
+        voxel_size: voxel edge in mm of the category grid (the grid of every predicted volume).
+        grid_margin: mm added around the training views' bounding box for the category grid, to hold test
+            instances that sit a little differently (pose and scale variation).
         coreset: ``knn`` only: keep this fraction (float) or number (int) of tokens per view; None = all.
         resume: continue an interrupted training from the run directory's checkpoint.
     """
@@ -58,6 +60,7 @@ class FitJob:
     fit: FitConfig = field(default_factory=FitConfig)
     cache_features: bool = True
     voxel_size: float = 2.0
+    grid_margin: float = 20.0
     coreset: float | int | None = None
     resume: bool = False
 
@@ -125,7 +128,7 @@ def run_fit(job: FitJob, progress: bool = True) -> Path:
             s = select_views(s, ids)
             f = extractor(s, split="train")
             sets.append(FeatureSet(f.img, f.dep, f.valid, cat))
-        grid = grid_for_views(samples[0].views, voxel_size=job.voxel_size)
+        grid = grid_for_views(samples[0].views, voxel_size=job.voxel_size, margin=job.grid_margin)
         grids[cat] = {"origin": grid.origin.tolist(), "voxel_size": grid.voxel_size, "shape": list(grid.shape)}
         cameras[cat] = [v.camera.to_dict() for v in select_views(samples[0], ids).views]
     encoders = {"image": encoder_identity(img_enc), "depth": encoder_identity(dep_enc)}

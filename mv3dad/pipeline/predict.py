@@ -50,8 +50,10 @@ class PredictJob:
         formats: volume formats to write (``npz`` always among them; also npy, zarr, vdb, ply).
         save_maps: also write each sample's per-view fused maps (``<instance>_maps.npz``, float16, NaN off the
             foreground); always on for single-view data, which ``evaluate`` scores in 2D.
-        grid: ``"gt"``: the ground truth's grid when the sample has one, else the category grid of the run;
-            ``"category"``: always the category grid (the bounding box of the training views).
+        grid: ``"category"``: the run's category grid (the training views' bounding box plus a margin for pose
+            variation), the same for every sample, so instance scores (the volume's max) compare like with like;
+            ``"gt"``: the ground truth's grid when the sample has one (for inspection; instance scores of samples
+            with and without ground truth then come from different regions).
         remove_plane: remove a support plane (RANSAC) in the background filter, for scenes on a table.
         backend: back-projection backend: auto | numba | cupy | torch.
         rig_tolerance_mm: largest allowed difference between the run's and a sample's camera centres.
@@ -71,7 +73,7 @@ class PredictJob:
     fuse: str = "max"
     formats: list[str] = field(default_factory=lambda: ["npz"])
     save_maps: bool = False
-    grid: str = "gt"
+    grid: str = "category"
     remove_plane: bool = False
     backend: str = "auto"
     rig_tolerance_mm: float = 1.0

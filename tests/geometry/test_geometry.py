@@ -63,11 +63,14 @@ def test_invalid_calibration_names_field(field, mutate):
 
 def test_voxel_grid_dataarray_roundtrip():
     g = VoxelGrid.from_bounds([-10, -5, 0], [10, 5, 7], voxel_size=2.0, margin=1.0)
-    assert g.shape == (11, 6, 5)
+    assert g.shape == (12, 6, 5)  # faces on multiples of 2 mm: x -12..12, y -6..6, z -2..8
+    np.testing.assert_allclose(g.origin, [-11.0, -5.0, -1.0])
+    other = VoxelGrid.from_bounds([3.3, 0, 0], [9, 9, 9], voxel_size=2.0)
+    assert np.allclose((other.origin - g.origin) / 2.0, np.rint((other.origin - g.origin) / 2.0))  # same lattice
     vals = np.arange(g.size, dtype=np.float32).reshape(g.shape)
     da = g.to_dataarray(vals)
-    assert da.attrs["units"] == "mm" and float(da.x[0]) == pytest.approx(-10.0)
+    assert da.attrs["units"] == "mm" and float(da.x[0]) == pytest.approx(-11.0)
     assert VoxelGrid.from_dataarray(da) == g
     idx = g.world_to_index(g.index_to_world(np.array([[3, 2, 1]])))
     np.testing.assert_array_equal(idx, [[3, 2, 1]])
-    assert not g.contains(np.array([[11, 0, 0]]))[0]
+    assert g.contains(np.array([[11, 0, 0]]))[0] and not g.contains(np.array([[12, 0, 0]]))[0]

@@ -7,6 +7,8 @@ import pytest
 
 from mv3dad.data import open_dataset
 from mv3dad.export import load_volume
+from mv3dad.geometry.grid import VoxelGrid
+from mv3dad.pipeline.evaluate import gt_on_grid
 
 FAST = ["--random-init", "--image-size", "42", "--epochs", "2", "--image-encoder", "vit_small_patch14_dinov2"]
 
@@ -50,17 +52,20 @@ def test_predict_and_evaluate(bench, run, tmp_path):
     scores = json.loads((pred / "scores.json").read_text())["scores"]["vase"]
     ds = open_dataset(bench)
     tests = list(ds["vase"].test)
+    grids = set()
     assert set(scores) == {s.instance_id for s in tests}
     for s in tests:
         vol = load_volume(pred / "vase" / f"{s.instance_id}.npz")
         assert (pred / "vase" / f"{s.instance_id}.vdb").is_file()
-        if s.gt is not None:  # anomalous samples are scored on their ground truth's grid
-            assert vol.shape == s.gt.shape
+        grids.add((vol.shape, tuple(np.round(vol.x.values[:1], 6))))
+        if s.gt is not None:  # the category grid holds the whole ground truth, on the same lattice
+            assert gt_on_grid(s.gt, VoxelGrid.from_dataarray(vol)).sum() == int(s.gt.values.sum())
         v = vol.values
         assert np.isfinite(v).any() and np.isnan(v).any()  # observed and unobserved voxels
         assert scores[s.instance_id]["score"] == pytest.approx(float(np.nanmax(v)))
         maps = np.load(pred / "vase" / f"{s.instance_id}_maps.npz")["maps"]
         assert maps.shape == (6, 64, 64)
+    assert len(grids) == 1  # every sample is scored on the same grid, so instance scores compare
     res_path = tmp_path / "res.json"
     r = _cli("evaluate", pred, "--data", bench, "--json", res_path)
     res = json.loads(res_path.read_text())
