@@ -84,6 +84,16 @@ def png_image(image: np.ndarray, bits: int, where: str) -> Image.Image:
 
 
 # ------------------------------------------------------------------------------------------------ depth / gt
+def load_depth_array(path: str | Path) -> np.ndarray:
+    """The array of a depth ``.npy`` file as stored (no pickles); ``DataError`` naming ``path`` when unreadable."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: depth file is missing") from None
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read depth: {e}") from None
+
+
 def read_depth_npy(path: str | Path) -> np.ndarray:
     """A float32 (H, W) depth map in mm from ``.npy``; NaN, inf and negative depth are errors in this layout.
 
@@ -91,12 +101,7 @@ def read_depth_npy(path: str | Path) -> np.ndarray:
         DataError: naming ``path`` and the problem.
     """
     path = Path(path)
-    try:
-        depth = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: depth file is missing") from None
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read depth: {e}") from None
+    depth = load_depth_array(path)
     if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.floating):
         raise DataError(f"{path}: depth must be a 2-D float array, got {depth.dtype} of shape {depth.shape}")
     if not np.all(np.isfinite(depth)):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mv3dad.data.layout import CategoryData, Dataset, SampleSequence, read_gt_npz, read_png
+from mv3dad.data.layout import CategoryData, Dataset, SampleSequence, load_depth_array, read_gt_npz, read_png
 from mv3dad.data.rig import Rig, load_rig, resolve_repo_path
 from mv3dad.data.scene import DataError, Sample, View
 from mv3dad.geometry.camera import CalibrationError
@@ -44,12 +44,7 @@ _MAX_LISTED = 20
 def read_real_depth(path: str | Path) -> np.ndarray:
     """A SiM3D scanner depth map (``.npy``) as float32 (H, W); inf / NaN / negative (no measurement) -> 0."""
     path = Path(path)
-    try:
-        depth = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: depth file is missing") from None
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read depth: {e}") from None
+    depth = load_depth_array(path)
     if depth.ndim == 3 and depth.shape[2] == 1:
         depth = depth[..., 0]
     if depth.ndim != 2 or not (np.issubdtype(depth.dtype, np.floating) or np.issubdtype(depth.dtype, np.integer)):
