@@ -260,7 +260,7 @@ def check_token_grids(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str] =
 def build_encoder(name: str = DEFAULT_IMAGE_ENCODER, *, weights: str | Path | None = None,
                   pretrained: bool = True, modality: Modality | None = None, layers: int | None = None,
                   img_size: int = 224, timm_kwargs: dict | None = None,
-                  depth_scaling: DepthScaling = DepthScaling()) -> Encoder:
+                  depth_scaling: DepthScaling = DepthScaling(), seed: int = 0) -> Encoder:
     """Build a frozen encoder by registry or timm name.
 
     Args:
@@ -274,6 +274,7 @@ def build_encoder(name: str = DEFAULT_IMAGE_ENCODER, *, weights: str | Path | No
         img_size: nominal input size (the position embedding is resampled to any other multiple of 14).
         timm_kwargs: extra ``timm.create_model`` arguments (e.g. ``depth``, ``embed_dim``).
         depth_scaling: the depth mapping used by :meth:`Encoder.preprocess` (depth encoders).
+        seed: seed of a random initialisation (the same seed gives the same weights in every process).
     """
     spec = resolve(name, modality)
     kwargs = {**spec.timm_kwargs, **(timm_kwargs or {})}
@@ -287,9 +288,11 @@ def build_encoder(name: str = DEFAULT_IMAGE_ENCODER, *, weights: str | Path | No
     elif pretrained:
         raise EncoderError(f"{spec.arch!r} has no pretrained weights to download: pass weights=PATH, "
                            f"load a pretrain-depth/pretrain-image run with load_encoder(DIR), or pretrained=False")
-    else:
-        vit = create_vit(spec.arch, img_size, kwargs)
-        source = "random"
+    else:  # seeded, so that fit and predict build the same untrained encoder in any process
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            vit = create_vit(spec.arch, img_size, kwargs)
+        source = f"random:seed={seed}"
     meta = {"arch": spec.arch.split(".")[0], "modality": spec.modality, "timm_kwargs": kwargs,
             "img_size": img_size, "weights_source": source}
     return Encoder(vit, spec.modality, layers, depth_scaling, meta)

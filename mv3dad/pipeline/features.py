@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mv3dad.data.scene import Sample
@@ -123,7 +124,13 @@ class FeatureExtractor:
         self._memory: dict[str, SampleFeatures] = {}
 
     def _key(self, sample: Sample, split: str) -> str:
-        return f"{sample.category}__{split}__{sample.instance_id}__{self.identity}"
+        """Names the sample and its content (a hash of every view's pixels), so that another dataset with the same
+        instance names never reuses these features."""
+        h = hashlib.sha256()
+        for v in sample.views:
+            h.update(np.ascontiguousarray(v.image).tobytes())
+            h.update(np.ascontiguousarray(v.depth).tobytes())
+        return f"{sample.category}__{split}__{sample.instance_id}__{h.hexdigest()[:12]}__{self.identity}"
 
     def __call__(self, sample: Sample, split: str = "test") -> SampleFeatures:
         key = self._key(sample, split)
