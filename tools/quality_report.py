@@ -110,17 +110,33 @@ def test_fingerprints(root: Path, categories: list[str]) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------- encoders
+#: The small DINO-Depth of the pretraining proof (docs/pretrain.md): fits the CPU budget (~2-5 min for 120 steps).
+SMALL_PRETRAIN = {"vit_depth": 4, "embed_dim": 192, "num_heads": 3, "local_size": 56, "n_local_crops": 2,
+                  "base_lr": 0.064, "n_prototypes": 1024, "head_hidden_dim": 512, "head_bottleneck_dim": 128,
+                  "checkpoint_every": 25}
+
+
 def provide_depth_encoder(a, watch: Stopwatch) -> Path:
-    """The DINO-Depth directory to use: ``--depth-encoder``, else one pretrained here (<= --pretrain-steps)."""
+    """The DINO-Depth directory to use: ``--depth-encoder``, else one pretrained here with ``pretrain-depth``.
+
+    Without ``--pretrain-config`` the pretraining uses :data:`SMALL_PRETRAIN` (a 4-block, width-192 ViT/14, the
+    settings of the pretraining proof); the full ViT-S/14 recipe costs ~25 s per step on this CPU.
+    """
     if a.depth_encoder is not None:
         return Path(a.depth_encoder)
     out = a.work / "dino_depth"
     if not (out / "encoder.json").is_file():
+        config = a.pretrain_config
+        if config is None:
+            import yaml
+
+            config = a.work / "pretrain_depth_small.yaml"
+            config.write_text(yaml.safe_dump(SMALL_PRETRAIN))
         cmd = [sys.executable, "-m", "mv3dad.cli", "pretrain-depth", "--synthetic", "--out", str(out),
-               "--steps", str(a.pretrain_steps), "--image-size", str(a.image_size),
-               "--batch-size", str(a.pretrain_batch)]
-        if a.pretrain_config:
-            cmd += ["--config", str(a.pretrain_config)]
+               "--steps", str(a.pretrain_steps), "--image-size", str(a.pretrain_size),
+               "--batch-size", str(a.pretrain_batch), "--config", str(config), "--seed", str(a.seed)]
+        if (out / "checkpoints").is_dir():
+            cmd.append("--resume")
         log(" ".join(shlex.quote(c) for c in cmd[2:]))
         with watch("pretrain_depth"):
             subprocess.run(cmd, check=True)
@@ -390,9 +406,11 @@ def parse(argv=None):
     ap.add_argument("--image-encoder", default="dinov2_vits14_reg",
                     help="registry/timm name (randomly initialised) or a `pretrain-image` DIR")
     ap.add_argument("--depth-encoder", type=Path, default=None, help="`pretrain-depth` DIR (else pretrained here)")
-    ap.add_argument("--pretrain-steps", type=int, default=100)
-    ap.add_argument("--pretrain-batch", type=int, default=12)
-    ap.add_argument("--pretrain-config", type=Path, default=None)
+    ap.add_argument("--pretrain-steps", type=int, default=120, help="without --depth-encoder: pretraining steps")
+    ap.add_argument("--pretrain-batch", type=int, default=12, help="without --depth-encoder: batch size")
+    ap.add_argument("--pretrain-size", type=int, default=112, help="without --depth-encoder: global crop side")
+    ap.add_argument("--pretrain-config", type=Path, default=None,
+                    help="without --depth-encoder: PretrainConfig YAML (default: the small proof model)")
     ap.add_argument("--no-multiclass", action="store_true", help="skip Table 7")
     ap.add_argument("--no-random-depth", action="store_true", help="skip Table 4's analogue")
     ap.add_argument("--threads", type=int, default=1,
@@ -529,9 +547,11 @@ def encoders_summary(a, dd: dict, random_depth: dict | None) -> dict:
            f"DINOv2 weights exist on this machine and there is no internet, so every number below is obtained "
            f"WITHOUT the paper's DINOv2 image features") if not Path(a.image_encoder).is_dir() else \
         f"image encoder from `{a.image_encoder}` (`mv3dad pretrain-image`)"
+    corpus = ("the endless synthetic depth stream (`--synthetic`)" if dd["synthetic_stream"] else
+              f"{dd['corpus_files']} depth maps on disk")
     dep = (f"depth encoder DINO-Depth from `{dd['dir']}` ({dd['arch']}, {dd['blocks']} blocks, width "
            f"{dd['embed_dim']}; pretrained by `mv3dad pretrain-depth` for {dd['steps']} steps x batch "
-           f"{dd['global_batch']} on {dd['corpus_files']} synthetic depth maps (`random_depth_maps`), "
+           f"{dd['global_batch']} on {corpus}, "
            f"{dd['seconds']} s on {dd['device']}; final loss {fmt(dd['final_loss'])}) - a proof-of-concept "
            f"pretraining, about 1e-4 of the paper's (ViT-S/14, 12 blocks, 47k real depth maps)")
     return {"summary": img + "; " + dep + ".", "image": a.image_encoder, "depth": dd,
