@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,13 +176,9 @@ class FeatureExtractor:
             return
         from safetensors.torch import save_file
 
+        from mv3dad.export.atomic import atomic_file
+
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".tmp-", suffix=".safetensors")
-        os.close(fd)
-        try:
+        with atomic_file(self.cache_dir / f"{key}.safetensors") as tmp:
             save_file({"img": feats.img.contiguous(), "dep": feats.dep.contiguous(),
-                       "valid": feats.valid.to(torch.uint8).contiguous()}, tmp)
-            os.replace(tmp, self.cache_dir / f"{key}.safetensors")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+                       "valid": feats.valid.to(torch.uint8).contiguous()}, str(tmp))

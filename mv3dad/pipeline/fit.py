@@ -150,6 +150,7 @@ def run_fit(job: FitJob, progress: bool = True) -> Path:
 def _fit_knn(sets: list[FeatureSet], job: FitJob, out: Path) -> None:
     from safetensors.torch import save_file
 
+    from mv3dad.export.atomic import atomic_file
     from mv3dad.scoring.knn import build_memory
 
     if job.fit.multi_class:
@@ -157,9 +158,8 @@ def _fit_knn(sets: list[FeatureSet], job: FitJob, out: Path) -> None:
     bank = build_memory(sets, mode="separate", coreset=job.coreset, seed=job.fit.seed)
     tensors = {f"img_{i}": t.contiguous() for i, t in enumerate(bank.img)}
     tensors.update({f"dep_{i}": t.contiguous() for i, t in enumerate(bank.dep)})
-    tmp = out / f".{MEMORY_FILE}.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(out / MEMORY_FILE)
+    with atomic_file(out / MEMORY_FILE) as tmp:
+        save_file(tensors, str(tmp))
 
 
 def load_memory(run_dir: Path):

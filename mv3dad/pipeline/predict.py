@@ -190,7 +190,8 @@ def run_predict(job: PredictJob, progress: bool = True) -> Path:
 
 
 def _save_maps(path: Path, maps: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, maps=maps)
-    tmp.replace(path)
+    from mv3dad.export.atomic import atomic_file
+
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, maps=maps)
 
