@@ -169,13 +169,15 @@ def main() -> None:
     ap.add_argument("--n-local", type=int, default=2)
     ap.add_argument("--base-lr", type=float, default=0.064)
     ap.add_argument("--prototypes", type=int, default=1024)
+    ap.add_argument("--layer-scale", type=float, default=None, help="layer_scale_init (None: the arch's 1e-5)")
+    ap.add_argument("--centering", default="ema", choices=("ema", "sinkhorn"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--picture", type=Path, default=Path("docs/img/dino_depth_pca.png"))
     ap.add_argument("--picture-size", type=int, default=448)
     args = ap.parse_args()
 
     from mv3dad.data import open_dataset
-    from mv3dad.encoders import build_encoder, load_encoder
+    from mv3dad.encoders import load_encoder
     from mv3dad.pretrain.config import PretrainConfig
     from mv3dad.pretrain.trainer import pretrain
 
@@ -190,16 +192,27 @@ def main() -> None:
                          image_size=args.image_size, local_size=args.image_size // 2,
                          n_local_crops=args.n_local, batch_size=args.batch_size, steps=args.steps,
                          base_lr=args.base_lr, n_prototypes=args.prototypes, head_hidden_dim=512,
-                         head_bottleneck_dim=128, checkpoint_every=25)
+                         head_bottleneck_dim=128, checkpoint_every=100, layer_scale_init=args.layer_scale,
+                         centering=args.centering)
     if not (run / "encoder.json").is_file():
         t0 = time.perf_counter()
         summary = pretrain(cfg, run, [corpus], resume=True)
         results["pretrain_seconds"] = time.perf_counter() - t0
         results["pretrain_final_loss"] = summary["final_loss"]
     learned = load_encoder(run)
-    torch.manual_seed(0)
-    random = build_encoder(cfg.arch, pretrained=False, modality="depth", img_size=cfg.image_size,
-                           timm_kwargs=cfg.timm_kwargs())
+    # the baseline is the exact initialisation the run started from (the trainer seeds with cfg.seed before
+    # building the student, and the teacher starts as its copy), exported and loaded the same way
+    init = args.work / "init"
+    if not (init / "encoder.json").is_file():
+        from mv3dad.encoders import DepthScaling, save_encoder
+        from mv3dad.pretrain.heads import DinoNetwork
+
+        torch.manual_seed(cfg.seed)
+        net = DinoNetwork(cfg, cfg.drop_path_rate)
+        save_encoder(init, net.backbone.vit, arch=cfg.arch, modality="depth", img_size=cfg.image_size,
+                     timm_kwargs=cfg.timm_kwargs(), depth_scaling=DepthScaling(
+                         cfg.depth_lo_percentile, cfg.depth_hi_percentile, cfg.depth_floor))
+    random = load_encoder(init)
     ds = open_dataset(args.bench)
     for name, enc in (("dino_depth", learned), ("random", random)):
         t0 = time.perf_counter()

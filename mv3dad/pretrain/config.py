@@ -16,6 +16,9 @@ class PretrainConfig:
         vit_depth: number of transformer blocks (None: the architecture's).
         embed_dim: token width (None: the architecture's).
         num_heads: attention heads (None: the architecture's).
+        layer_scale_init: initial LayerScale of every block (None: the architecture's, 1e-5 for the DINOv2
+            ViTs). At 1e-5 a freshly initialised ViT is almost the identity, so its CLS token hardly depends on
+            the input and the DINO loss sits at ln K for a long time; short CPU runs train better at 0.1.
         drop_path_rate: stochastic depth of the student.
         image_size: global crop side in pixels (a multiple of 14); also the exported encoder's nominal size.
         local_size: local crop side in pixels (a multiple of 14); None: 7/16 of ``image_size`` rounded to a
@@ -70,6 +73,7 @@ class PretrainConfig:
     vit_depth: int | None = None
     embed_dim: int | None = None
     num_heads: int | None = None
+    layer_scale_init: float | None = None
     drop_path_rate: float = 0.1
     image_size: int = 224
     local_size: int | None = None
@@ -129,6 +133,8 @@ class PretrainConfig:
             raise ValueError("photometric augmentations are not allowed on depth (values are distances)")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        if self.layer_scale_init is not None and not self.layer_scale_init > 0:
+            raise ValueError(f"layer_scale_init must be > 0 or None, got {self.layer_scale_init}")
         if self.n_local_crops < 0:
             raise ValueError(f"n_local_crops must be >= 0, got {self.n_local_crops}")
 
@@ -139,7 +145,8 @@ class PretrainConfig:
     def timm_kwargs(self) -> dict:
         """Architecture overrides for ``timm.create_model``."""
         kw = {"in_chans": self.in_chans}
-        for key, val in (("depth", self.vit_depth), ("embed_dim", self.embed_dim), ("num_heads", self.num_heads)):
+        for key, val in (("depth", self.vit_depth), ("embed_dim", self.embed_dim), ("num_heads", self.num_heads),
+                         ("init_values", self.layer_scale_init)):
             if val is not None:
                 kw[key] = val
         return kw

@@ -100,3 +100,19 @@ def test_synthetic_corpus_run(tmp_path, make_cfg):
                  show_progress=False)
     assert s["synthetic"] and s["corpus"] is None
     assert load_encoder(tmp_path / "syn").features(torch.zeros(1, 1, 28, 28)).shape == (1, 48, 2, 2)
+
+
+def test_layer_scale_init_reaches_the_network_and_the_exported_encoder(tmp_path, depth_corpus, make_cfg):
+    from mv3dad.pretrain.heads import DinoNetwork
+
+    with pytest.raises(ValueError, match="layer_scale_init"):
+        make_cfg(layer_scale_init=0.0)
+    default = DinoNetwork(make_cfg()).backbone.vit.blocks[0].ls1.gamma
+    assert torch.allclose(default, torch.full_like(default, 1e-5))  # the DINOv2 ViTs' own value
+    cfg = make_cfg(steps=2, layer_scale_init=0.1)
+    assert torch.allclose(DinoNetwork(cfg).backbone.vit.blocks[0].ls1.gamma, torch.tensor(0.1))
+    pretrain(cfg, tmp_path / "run", [depth_corpus], show_progress=False)
+    meta = json.loads((tmp_path / "run" / "encoder.json").read_text())
+    assert meta["timm_kwargs"]["init_values"] == 0.1
+    gamma = load_encoder(tmp_path / "run").vit.blocks[0].ls1.gamma
+    assert 0.05 < float(gamma.mean()) < 0.15  # trained a little away from 0.1, loaded (strictly) from the export
