@@ -247,7 +247,6 @@ def scan_corpus(paths: Iterable[str | Path], modality: str = "depth", max_bad_fr
 
 def save_corpus(corpus: Corpus, path: str | Path) -> None:
     """Write the scan result as JSON (atomically)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(corpus.to_json()))
-    os.replace(tmp, path)
+    from mv3dad.export.atomic import atomic_write
+
+    atomic_write(path, json.dumps(corpus.to_json()))

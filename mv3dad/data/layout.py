@@ -406,18 +406,14 @@ def _split_sequence(split_dir: Path) -> SampleSequence:
 
 def write_benchmark_info(root: str | Path, categories: list[str], **settings) -> Path:
     """Write ``<root>/benchmark.json`` atomically: format, version, categories and the generator ``settings``."""
+    from mv3dad.export.atomic import atomic_write
+
     for c in categories:
         _check_name(c, "category")
     path = Path(root) / BENCHMARK_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {**settings, "format": FORMAT, "version": VERSION, "categories": list(categories)}
-    tmp = path.parent / f".tmp-{BENCHMARK_FILE}-{os.getpid()}"
-    try:
-        tmp.write_text(json.dumps(doc, indent=2, default=_json_default))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, json.dumps(doc, indent=2, default=_json_default))
 
 
 def read_benchmark_info(root: str | Path) -> dict:

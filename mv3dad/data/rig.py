@@ -20,7 +20,6 @@ determinant +1, positive focal lengths, principal point inside the image, matrix
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,14 +210,10 @@ def save_rig(rig: Rig, path: str | Path) -> Path:
         raise CalibrationError(f"{path}: rig {rig.name!r} has no cameras")
     for i, cam in enumerate(rig.cameras):
         cam.validate(f"{path}: camera {i}")
+    from mv3dad.export.atomic import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{path.name}-{os.getpid()}"
-    try:
-        tmp.write_text(rig_to_yaml(rig))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, rig_to_yaml(rig))
 
 
 def builtin_rig(name: str) -> Rig:

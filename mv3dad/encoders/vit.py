@@ -11,9 +11,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
@@ -306,17 +304,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_encoder(out_dir: str | Path, vit: nn.Module, *, arch: str, modality: Modality, img_size: int,
                  timm_kwargs: dict, depth_scaling: DepthScaling | None = None, training: dict | None = None) -> Path:
     """Write ``encoder.safetensors`` (the ViT's weights) and ``encoder.json`` (how to rebuild and use it).
@@ -326,11 +313,14 @@ def save_encoder(out_dir: str | Path, vit: nn.Module, *, arch: str, modality: Mo
     """
     from safetensors.torch import save_file
 
+    from mv3dad.export.atomic import atomic_file, atomic_write
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().float().cpu().contiguous() for k, v in vit.state_dict().items()}
     wpath = out / WEIGHTS_FILE
-    _write_atomic(wpath, lambda tmp: save_file(sd, tmp))
+    with atomic_file(wpath) as tmp:
+        save_file(sd, str(tmp))
     kwargs = {k: v for k, v in timm_kwargs.items() if k not in ("img_size", "dynamic_img_size", "num_classes")}
     cfg = {
         "format": "mv3dad-encoder/1",
@@ -349,7 +339,7 @@ def save_encoder(out_dir: str | Path, vit: nn.Module, *, arch: str, modality: Mo
         "training": training or {},
         "weights_sha256": _sha256(wpath),
     }
-    _write_atomic(out / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=2)))
+    atomic_write(out / CONFIG_FILE, json.dumps(cfg, indent=2))
     return out
 
 

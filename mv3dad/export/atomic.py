@@ -60,6 +60,23 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def atomic_write(path: str | os.PathLike, data: bytes | str, *, fsync: bool = False) -> Path:
+    """Write ``data`` (a ``str`` as UTF-8) to ``path`` through :func:`atomic_file`; return ``path``.
+
+    ``fsync=True`` flushes the file to disk before the rename, so that a power cut keeps the old or the new file.
+
+    Raises:
+        ExportError: as :func:`atomic_file`.
+    """
+    path = Path(path)
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    return path
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Like :func:`atomic_file` for a folder (e.g. a Zarr store): an existing ``path`` folder is replaced whole."""

@@ -8,8 +8,9 @@ A checkpoint directory holds
 - ``train_state.pt`` (training checkpoints only): optimizer and LR-scheduler state dicts, plain tensors and
   numbers saved with ``torch.save`` and read back with ``torch.load(weights_only=True)``.
 
-Every file is first written to a temporary name in the same directory and then ``os.replace``-d, so a crash
-never leaves a half-written file; a weights file that does not match the JSON (hash or epoch) is an error.
+Every file is written through :func:`mv3dad.export.atomic.atomic_write` (a temporary name in the same directory,
+flushed to disk, then renamed), so a crash never leaves a half-written file; a weights file that does not match
+the JSON (hash or epoch) is an error.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -33,22 +32,6 @@ TRAIN_STATE = "train_state.pt"
 FORMAT_VERSION = 1
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(out_dir: str | Path, model: ModMapModel, *, epoch: int, fit_config: dict | None = None,
                     meta: dict | None = None, train_state: dict | None = None) -> Path:
     """Write ``model`` (and optionally the training state) to ``out_dir``; return the JSON record's path.
@@ -61,21 +44,24 @@ def save_checkpoint(out_dir: str | Path, model: ModMapModel, *, epoch: int, fit_
         meta: JSON-serialisable caller metadata (encoder names / weight hashes, rig, views, preprocessing).
         train_state: ``{"optimizer": ..., "scheduler": ...}`` state dicts for resuming, or None.
     """
+    from mv3dad.export.atomic import atomic_write
+
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     blob = st_save(tensors, metadata={"epoch": str(epoch), "format_version": str(FORMAT_VERSION)})
     if train_state is not None:
         buf = io.BytesIO()
         torch.save({**train_state, "epoch": epoch}, buf)
-        atomic_write_bytes(out_dir / TRAIN_STATE, buf.getvalue())
-    atomic_write_bytes(out_dir / WEIGHTS, blob)
+        atomic_write(out_dir / TRAIN_STATE, buf.getvalue(), fsync=True)
+    atomic_write(out_dir / WEIGHTS, blob, fsync=True)
     record = {"format_version": FORMAT_VERSION, "epoch": epoch, "weights_sha256": hashlib.sha256(blob).hexdigest(),
               "model": model.config(), "fit_config": fit_config, "meta": meta or {}}
     try:
         text = json.dumps(record, indent=2, sort_keys=True)
     except TypeError as e:
         raise ValueError(f"{out_dir / RECORD}: metadata is not JSON-serialisable: {e}") from None
-    atomic_write_bytes(out_dir / RECORD, text.encode())
+    atomic_write(out_dir / RECORD, text, fsync=True)
     return out_dir / RECORD
 
 

@@ -20,8 +20,8 @@ import xarray as xr
 
 from mv3dad.data import open_dataset
 from mv3dad.data.scene import DataError
+from mv3dad.export.atomic import atomic_write
 from mv3dad.geometry.grid import VoxelGrid
-from mv3dad.mapping.checkpoint import atomic_write_bytes
 from mv3dad.geometry.projection import depth_to_points
 from mv3dad.metrics import aupro_at, auroc, pixel_auroc
 from mv3dad.pipeline.predict import SCORES_FILE
@@ -122,5 +122,6 @@ def run_evaluate(pred: str | Path, data: str | Path, json_out: str | Path | None
         lines.append(f"| {cat} | " + " | ".join(_fmt(results[cat][k]) for k in keys) + " |")
     table = "\n".join(lines)
     if json_out is not None:
-        atomic_write_bytes(Path(json_out), json.dumps(results, indent=2).encode())
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(json_out, json.dumps(results, indent=2), fsync=True)
     return results, table

@@ -16,7 +16,7 @@ import numpy as np
 
 from mv3dad.data import open_dataset
 from mv3dad.data.scene import DataError, Sample
-from mv3dad.mapping.checkpoint import atomic_write_bytes
+from mv3dad.export.atomic import atomic_file, atomic_write
 from mv3dad.mapping.fit import PRESETS, FeatureSet, FitConfig, fit_feature_sets
 from mv3dad.pipeline.features import EncoderConfig, FeatureExtractor, encoder_identity, load_encoders
 from mv3dad.volume import grid_for_views
@@ -143,14 +143,13 @@ def run_fit(job: FitJob, progress: bool = True) -> Path:
               "setup": job.setup, "views": view_ids, "encoders_config": dataclasses.asdict(job.encoders),
               "encoders": encoders, "grids": grids, "cameras": cameras,
               "fit": dataclasses.asdict(job.fit), "coreset": job.coreset}
-    atomic_write_bytes(out / RUN_FILE, json.dumps(record, indent=2).encode())
+    atomic_write(out / RUN_FILE, json.dumps(record, indent=2), fsync=True)
     return out
 
 
 def _fit_knn(sets: list[FeatureSet], job: FitJob, out: Path) -> None:
     from safetensors.torch import save_file
 
-    from mv3dad.export.atomic import atomic_file
     from mv3dad.scoring.knn import build_memory
 
     if job.fit.multi_class:

@@ -20,9 +20,9 @@ import numpy as np
 from mv3dad.data import open_dataset
 from mv3dad.data.scene import DataError, Sample, View
 from mv3dad.encoders import SquareFit, to_original
+from mv3dad.export.atomic import atomic_file, atomic_write
 from mv3dad.geometry.camera import Camera
 from mv3dad.geometry.grid import VoxelGrid
-from mv3dad.mapping.checkpoint import atomic_write_bytes
 from mv3dad.pipeline.features import EncoderConfig, FeatureExtractor, encoder_identity, load_encoders
 from mv3dad.pipeline.fit import load_for_scoring, parse_views, select_views
 from mv3dad.scoring.background import foreground_mask
@@ -185,13 +185,11 @@ def run_predict(job: PredictJob, progress: bool = True) -> Path:
     record = {"run": str(job.run), "data": str(job.data), "job": dataclasses.asdict(job), "method": run["method"],
               "n_views": len(rig_ids), "rig_views": rig_ids,
               "scores": results, "mean_seconds_per_sample": float(np.mean(timings)) if timings else None}
-    atomic_write_bytes(out / SCORES_FILE, json.dumps(record, indent=2).encode())
+    atomic_write(out / SCORES_FILE, json.dumps(record, indent=2), fsync=True)
     return out
 
 
 def _save_maps(path: Path, maps: np.ndarray) -> None:
-    from mv3dad.export.atomic import atomic_file
-
     with atomic_file(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, maps=maps)
 

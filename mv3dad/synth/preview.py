@@ -5,7 +5,6 @@ magenta."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +118,8 @@ def contact_sheet(rows: list[tuple[str, Sample, Sample | None]], path: str | Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from mv3dad.export.atomic import atomic_file
+
     n_views = max(1, min(n_views, min(len(r[1].views) for r in rows)))
     nrows = sum(3 if r[2] is not None else 1 for r in rows)
     fig, axes = plt.subplots(nrows, n_views, figsize=(cell_inches * n_views, cell_inches * nrows + 0.6),
@@ -170,11 +171,9 @@ def contact_sheet(rows: list[tuple[str, Sample, Sample | None]], path: str | Pat
                  "cyan (middle), its depth (bottom)", fontsize=8, y=1 - 0.12 / height)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))
     path = Path(path)
-    tmp = path.parent / f".tmp-{path.name}-{os.getpid()}.png"
     try:
-        fig.savefig(tmp, dpi=110, metadata={"Software": None})
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
