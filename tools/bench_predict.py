@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _docs import QUALITY_TITLE, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- bench-predict:begin -->", "<!-- bench-predict:end -->"
@@ -200,17 +201,6 @@ def markdown(rep: dict) -> str:
     return "\n".join(L)
 
 
-def write_section(doc: Path, section: str) -> None:
-    text = doc.read_text() if doc.is_file() else "# Quality and speed of ModMap on the synthetic benchmark\n\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    tmp = doc.with_name(f".{doc.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(doc)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, required=True)
@@ -235,7 +225,7 @@ def main(argv=None) -> None:
                     help="only rewrite the docs section from an existing --json (no computation)")
     a = ap.parse_args(argv)
     if a.render_only:
-        return write_section(a.doc, markdown(json.loads(a.json.read_text())))
+        return write_section(a.doc, markdown(json.loads(a.json.read_text())), BEGIN, END, QUALITY_TITLE)
     if a.child:
         a.sources = a.sources or None
         return child(a)
@@ -272,6 +262,8 @@ def main(argv=None) -> None:
         fits[name] = {"constant": float(c[0]), "per_view": float(c[1]), "per_pair": float(c[2]), "r2": r2}
     import torch
 
+    from mv3dad.export.atomic import atomic_write
+
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
@@ -288,10 +280,8 @@ def main(argv=None) -> None:
                         "epochs": a.epochs, "sources": a.sources, "threads": a.threads},
            "rows": rows, "fits": fits, "wall_seconds": time.perf_counter() - t_start,
            "json": str(a.json.relative_to(REPO)) if a.json.is_relative_to(REPO) else str(a.json)}
-    tmp = a.json.with_name(f".{a.json.name}.tmp")
-    tmp.write_text(json.dumps(rep, indent=2))
-    tmp.replace(a.json)
-    write_section(a.doc, markdown(rep))
+    atomic_write(a.json, json.dumps(rep, indent=2))
+    write_section(a.doc, markdown(rep), BEGIN, END, QUALITY_TITLE)
     print(f"done in {rep['wall_seconds'] / 60:.1f} min: {a.json}, {a.doc}")
 
 

@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _docs import QUALITY_TITLE, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 SETUPS = ("real2real", "synth2real")
@@ -246,6 +247,7 @@ def predict_eval(run: Path, root: Path, pred: Path, test_cache: Path, fuse: str 
     """``mv3dad predict`` + ``mv3dad evaluate``; returns the evaluation (cached in ``pred/eval.json``)."""
     import torch
 
+    from mv3dad.export.atomic import atomic_write
     from mv3dad.pipeline.evaluate import run_evaluate
     from mv3dad.pipeline.predict import PredictJob, run_predict
 
@@ -259,9 +261,7 @@ def predict_eval(run: Path, root: Path, pred: Path, test_cache: Path, fuse: str 
     res, _ = run_evaluate(pred, root)
     scores = json.loads((pred / "scores.json").read_text())
     res["seconds_per_sample"] = scores["mean_seconds_per_sample"]
-    tmp = res_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res, indent=2))
-    tmp.replace(res_path)
+    atomic_write(res_path, json.dumps(res, indent=2))
     return res
 
 
@@ -355,18 +355,6 @@ def markdown(rep: dict) -> str:
     return "\n".join(L)
 
 
-def write_section(doc: Path, section: str, title: str) -> None:
-    """Replace the text between this tool's markers in ``doc`` (create the page / section when missing)."""
-    text = doc.read_text() if doc.is_file() else f"# {title}\n\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    tmp = doc.with_name(f".{doc.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(doc)
-
-
 def machine() -> dict:
     import torch
 
@@ -428,11 +416,13 @@ def parse(argv=None):
 def main(argv=None) -> None:
     import torch
 
+    from mv3dad.export.atomic import atomic_write
+
     a = parse(argv)
     if a.render_only:
         rep = json.loads(a.json.read_text())
         rep["ablations"] = ablations(rep["results"])
-        write_section(a.doc, markdown(rep), "Quality and speed of ModMap on the synthetic benchmark")
+        write_section(a.doc, markdown(rep), BEGIN, END, QUALITY_TITLE)
         return
     torch.set_num_threads(a.threads)
     cmdline = "python tools/quality_report.py " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
@@ -510,10 +500,8 @@ def main(argv=None) -> None:
     rep["stage_seconds"] = watch.stages
     rep["wall_seconds"] = watch.total()
     a.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = a.json.with_name(f".{a.json.name}.tmp")
-    tmp.write_text(json.dumps(rep, indent=2, default=float))
-    tmp.replace(a.json)
-    write_section(a.doc, markdown(rep), "Quality and speed of ModMap on the synthetic benchmark")
+    atomic_write(a.json, json.dumps(rep, indent=2, default=float))
+    write_section(a.doc, markdown(rep), BEGIN, END, QUALITY_TITLE)
     log(f"done in {rep['wall_seconds'] / 60:.1f} min: {a.json}, {a.doc}")
 
 
