@@ -146,12 +146,14 @@ def depth_from(render: RenderOut, spec_dropout: np.ndarray, cfg: ArtefactConfig,
     hit = depth > 0
     idx = np.flatnonzero(hit)
     gray = luminance(render.color) * np.float32(cfg.exposure)  # noise-free signal level decides dark holes
-    # the random draws are the same whatever the settings (deterministic streams)
+    # the random draws are the same whatever the settings and whatever the surface (one draw per pixel, blob
+    # centres from fixed candidate pixels): an anomalous instance and its nominal twin (same split and index)
+    # get identical artefacts away from the defects
     graz = smooth_field(rng, shape, 12)
     specf = smooth_field(rng, shape, 24)
-    blobs = _blobs(rng, hit, cfg.blobs, cfg.blob_radius * shape[1])
-    uni = rng.random(len(idx), dtype=np.float32)
-    gauss = rng.standard_normal(len(idx), dtype=np.float32)
+    uni = rng.random(shape, dtype=np.float32).ravel()[idx]
+    gauss = rng.standard_normal(shape, dtype=np.float32).ravel()[idx]
+    blobs = _blobs(rng, hit, cfg.blobs, cfg.blob_radius * shape[1])  # last: its draws depend on the surface
     chance = np.asarray(spec_dropout, np.float32)
     return _scan_depth(depth, idx, render.cos_view, render.specular, render.material, gray.astype(np.float32),
                        graz, specf, chance, blobs, uni, gauss, np.float32(cfg.grazing_cos),
@@ -192,22 +194,31 @@ def _scan_depth(depth, idx, cosv, spec, mat, gray, graz, specf, chance, blobs, u
 
 
 def _blobs(rng: np.random.Generator, hit: np.ndarray, mean: float, radius_px: float) -> np.ndarray:
-    """Ragged blobs centred on random hit pixels (count ~ Poisson(mean))."""
+    """Ragged blobs centred on random hit pixels (count ~ Poisson(mean)).
+
+    The centres are the first hit pixels among 256 uniformly drawn candidates, so the blobs depend on the surface
+    only at those candidates (not on how many pixels it covers).
+    """
     out = np.zeros(hit.shape, bool)
     n = int(rng.poisson(mean))
-    if n == 0:
-        return out
-    flat = np.flatnonzero(hit)
-    if len(flat) == 0:
-        return out
-    ys, xs = np.divmod(flat[rng.integers(0, len(flat), n)], hit.shape[1])
-    for k in range(n):
-        r = max(radius_px * rng.uniform(0.4, 1.6), 1.0)
+    cand = rng.integers(0, hit.size, 256)
+    radii = rng.uniform(0.4, 1.6, 256)
+    flat = hit.ravel()
+    ys, xs = np.divmod(cand, hit.shape[1])
+    k = 0
+    for j in range(256):
+        if k == n:
+            break
+        if not flat[cand[j]]:
+            rng.random((6, 6))  # the draws of this candidate's rough outline (smooth_field, 4 cells), unused
+            continue
+        k += 1
+        r = max(radius_px * radii[j], 1.0)
         h = int(np.ceil(2 * r))
-        y0, y1 = max(ys[k] - h, 0), min(ys[k] + h + 1, hit.shape[0])
-        x0, x1 = max(xs[k] - h, 0), min(xs[k] + h + 1, hit.shape[1])
+        y0, y1 = max(ys[j] - h, 0), min(ys[j] + h + 1, hit.shape[0])
+        x0, x1 = max(xs[j] - h, 0), min(xs[j] + h + 1, hit.shape[1])
         yy, xx = np.mgrid[y0:y1, x0:x1]
-        d = np.hypot(yy - ys[k], xx - xs[k]) / r
+        d = np.hypot(yy - ys[j], xx - xs[j]) / r
         rough = smooth_field(rng, d.shape, 4)
         out[y0:y1, x0:x1] |= d + 0.8 * (rough - 0.5) < 1.0
     return out

@@ -104,6 +104,30 @@ def test_ground_truth_holds_every_defect_centre_near_the_surface(tiny_config):
         assert dist.max() <= 2 * 2.0, (kind, dist.max())  # within 2 voxels of the nominal or defective surface
 
 
+@pytest.mark.parametrize("kind", ["chunk", "bump"])
+def test_anomalous_instance_equals_its_nominal_twin_away_from_the_defect(tiny_config, kind):
+    """Same split and index: same pose, texture and scanner artefacts, so images and depth maps differ only near
+    the defect (the artefacts are drawn per pixel, not per measured pixel)."""
+    cfg = tiny_config(categories=("vase",), image_size=96, max_defects=1)
+    cams = builtin_rig("hemisphere12").scaled(96).cameras[:4]
+    model = category_model("vase", cfg, cams)
+    anom, _ = make_instance(model, cams, cfg, "test", 1, True, first_defect=kind)
+    twin, _ = make_instance(model, cams, cfg, "test", 1, False)
+    centre = np.asarray(anom.meta["defects"][0]["center_mm"])
+    reach = anom.meta["defects"][0]["size_mm"] + 20.0
+    far_total = differ = near_differ = 0
+    for a, n in zip(anom.views, twin.views):
+        pts, valid = depth_to_points(n.depth, n.camera)
+        far = np.zeros(n.depth.shape, bool)
+        far[valid] = np.linalg.norm(pts - centre, axis=1) > reach
+        changed = (np.abs(a.depth - n.depth) > 1e-3) | (np.abs(a.image.astype(float) - n.image) > 1e-3)
+        far_total += far.sum()
+        differ += (changed & far).sum()
+        near_differ += (changed & ~far).sum()
+    assert far_total > 1000 and near_differ > 0
+    assert differ <= 1e-3 * far_total, (differ, far_total)
+
+
 def test_defects_change_the_geometry_where_they_say():
     mesh_shape = shapes.refine(shapes.build_category("container"), 8.0)
     mesh = shapes.to_trimesh(mesh_shape)
