@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from mv3dad.data.corpus import Corpus, CorpusError, save_corpus, scan_corpus
 from mv3dad.encoders.preprocess import DepthScaling, token_validity
 from mv3dad.encoders.vit import save_encoder
+from mv3dad.export.atomic import atomic_dir, atomic_file, atomic_write
 from mv3dad.pretrain.augment import MultiCrop
 from mv3dad.pretrain.config import PretrainConfig
 from mv3dad.pretrain.heads import DinoNetwork
@@ -150,9 +151,7 @@ def _state_hash(module: torch.nn.Module) -> str:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=1))
 
 
 def _comparable(cfg_dict: dict) -> dict:
@@ -247,16 +246,13 @@ class Trainer:
 
         name = f"step_{self.step:08d}"
         final = self.ckpt_dir / name
-        tmp = self.ckpt_dir / f".tmp_{name}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_file(self._weights(), str(tmp / "model.safetensors"))
-        torch.save(self.opt.state_dict(), tmp / "optimizer.pt")
-        state = {"step": self.step, "world_size": self.world, "global_batch": self.global_batch,
-                 "config": dataclasses.asdict(self.cfg), "history": self.history}
-        (tmp / "state.json").write_text(json.dumps(state))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_dir(final) as tmp:
+            save_file(self._weights(), str(tmp / "model.safetensors"))
+            torch.save(self.opt.state_dict(), tmp / "optimizer.pt")
+            state = {"step": self.step, "world_size": self.world, "global_batch": self.global_batch,
+                     "config": dataclasses.asdict(self.cfg), "history": self.history}
+            (tmp / "state.json").write_text(json.dumps(state))
         _write_json(self.ckpt_dir / "latest.json", {"checkpoint": name, "step": self.step})
         old = sorted(p for p in self.ckpt_dir.glob("step_*") if p.is_dir())[: -self.cfg.keep_checkpoints]
         for p in old:
@@ -391,10 +387,9 @@ def plot_history(history: list[dict], path: Path) -> None:
     b.set_xlabel("step")
     b.set_ylabel("learning rate")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def pretrain(cfg: PretrainConfig, out_dir: str | Path, data: Sequence[str | Path] = (), synthetic: bool = False,
