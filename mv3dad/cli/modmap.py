@@ -70,7 +70,9 @@ def register(app: typer.Typer) -> None:
         run: Path = typer.Argument(..., help="Run directory from `mv3dad fit`."),
         data: Path = typer.Argument(..., help="Dataset root with the test split."),
         out: Path = typer.Option(..., "--out", "-o", help="Output directory for volumes and scores.json."),
-        views: Optional[str] = typer.Option(None, help="Subset of the run's views: all | K | i,j,..."),
+        views: Optional[str] = typer.Option(None, help="Subset of the run's views: all | K | i,j,... Also the "
+                                            "view map of samples that lack views: i,j,... names the run views "
+                                            "they hold, in order."),
         sources: Optional[int] = typer.Option(None, help="K random source views per target (cost study)."),
         fuse: str = typer.Option("max", help="Per-view modality fusion: max | mean | min | prod."),
         format: list[str] = typer.Option(["npz"], "--format", "-f",

@@ -43,7 +43,9 @@ class PredictJob:
         out: output directory: ``<out>/<category>/<instance>.<fmt>`` volumes and ``<out>/scores.json``.
         categories: categories to score (None = the run's).
         views: subset of the run's views to use: ``"all"``, ``"K"`` or ``"i,j,..."`` (indices into the run's
-            view list); None = all of them.
+            view list); None = all of them. It is also the view map for samples that lack views: a sample with
+            exactly as many views as selected is taken to hold those views, in that order (its cameras are
+            checked against them).
         sources: K source views per target, chosen at random with ``seed`` (the target itself always among
             them; seed 004 Supp. Table 8); None = every view.
         fuse: per-view fusion of the image and depth maps before projection: max | mean | min | prod.
@@ -84,8 +86,9 @@ class PredictJob:
 def check_rig(sample: Sample, cameras: list[dict], tol_mm: float) -> None:
     """Clear error when the sample's cameras are not the run's rig (view count or camera centres)."""
     if len(sample.views) != len(cameras):
-        raise DataError(f"{sample.category}/{sample.instance_id}: {len(sample.views)} views, the model was trained "
-                        f"with {len(cameras)}")
+        raise DataError(f"{sample.category}/{sample.instance_id}: {len(sample.views)} views, but {len(cameras)} "
+                        f"selected from the run; if the sample lacks views, name the run views it holds, in order, "
+                        f"with --views i,j,...")
     for i, (v, c) in enumerate(zip(sample.views, cameras)):
         ref = Camera.from_dict(c, where=f"run camera {i}")
         d = float(np.linalg.norm(ref.center - v.camera.center))

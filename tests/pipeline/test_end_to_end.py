@@ -132,3 +132,21 @@ def test_view_count_mismatch_is_refused(bench, run, tmp_path):
          "--seed", "0", "--no-preview")
     r = _cli("predict", run, data, "--out", tmp_path / "p", ok=False)
     assert r.exit_code != 0 and "views" in r.output
+
+
+def test_samples_missing_a_view_are_mapped_with_views(bench, run, tmp_path):
+    from mv3dad.data.layout import write_sample
+    from mv3dad.pipeline.fit import select_views
+
+    data = tmp_path / "missing"
+    ds = open_dataset(bench)
+    for s in ds["vase"].test:
+        write_sample(data, select_views(s, [0, 1, 2, 4, 5]), "test")  # view 3 failed on every test scan
+    write_sample(data, ds["vase"].train[0], "train")
+    r = _cli("predict", run, data, "--out", tmp_path / "p0", ok=False)
+    assert r.exit_code != 0 and "--views" in r.output
+    r = _cli("predict", run, data, "--out", tmp_path / "p1", "--views", "0,1,2,3,4", ok=False)
+    assert r.exit_code != 0 and "view 3's camera" in r.output  # a wrong map is caught by the camera check
+    _cli("predict", run, data, "--out", tmp_path / "p2", "--views", "0,1,2,4,5")
+    rec = json.loads((tmp_path / "p2" / "scores.json").read_text())
+    assert rec["rig_views"] == [0, 1, 2, 4, 5] and len(rec["scores"]["vase"]) == len(ds["vase"].test)
