@@ -88,6 +88,29 @@ def view_tokens(enc, sample, size: int):
     return f, valid, lab
 
 
+class RawPatches:
+    """A non-learned reference encoder: each token is its 14 x 14 patch of scaled depth (196 values), centred
+    (patch mean removed: local shape) or not (raw: dominated by the distance). Same preprocessing and token grid
+    as the ViTs, so the probe treats it like one."""
+
+    def __init__(self, centred: bool) -> None:
+        from mv3dad.encoders import DepthScaling
+
+        self.centred, self.scaling = centred, DepthScaling()
+
+    def preprocess(self, arrays, size: int) -> torch.Tensor:
+        from mv3dad.encoders import preprocess_depth
+
+        return torch.stack([preprocess_depth(a, size, self.scaling) for a in arrays])
+
+    def features(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        b, c, h, w = x.shape
+        u = torch.nn.functional.unfold(x, 14, stride=14)  # (B, C*196, h*w/196)
+        if self.centred:
+            u = u - u.mean(dim=1, keepdim=True)
+        return u.reshape(b, -1, h // 14, w // 14)
+
+
 def probe(enc, dataset, size: int) -> dict:
     per_cat, inst_scores, inst_labels, tok_s, tok_l = {}, [], [], [], []
     for cat in dataset.categories:
@@ -214,7 +237,8 @@ def main() -> None:
                          cfg.depth_lo_percentile, cfg.depth_hi_percentile, cfg.depth_floor))
     random = load_encoder(init)
     ds = open_dataset(args.bench)
-    for name, enc in (("dino_depth", learned), ("random", random)):
+    for name, enc in (("dino_depth", learned), ("random", random), ("raw_patches", RawPatches(False)),
+                      ("centred_patches", RawPatches(True))):
         t0 = time.perf_counter()
         results[name] = probe(enc, ds, args.eval_size)
         results[name]["probe_seconds"] = time.perf_counter() - t0
@@ -222,8 +246,8 @@ def main() -> None:
     anomalous = next(s for c in ds.categories for s in ds[c].test if s.is_anomalous)
     pca_picture({"DINO-Depth (short run)": learned, "random init, same shape": random}, anomalous,
                 args.picture_size, args.picture)
-    (args.work / "results.json").write_text(json.dumps(results, indent=1))
-    print(json.dumps({k: v for k, v in results.items() if k not in ("dino_depth", "random")}, indent=1))
+    (args.work / f"results_{args.eval_size}.json").write_text(json.dumps(results, indent=1))
+    print(json.dumps({k: v for k, v in results.items() if not isinstance(v, dict)}, indent=1))
 
 
 if __name__ == "__main__":
