@@ -147,7 +147,10 @@ def provide_depth_encoder(a, watch: Stopwatch) -> Path:
 def depth_encoder_record(path: Path) -> dict:
     """What the report says about a DINO-Depth directory: shape, pretraining length, cost and corpus."""
     from mv3dad.encoders import load_encoder
+    from mv3dad.encoders.patches import PATCH_ARCH
 
+    if str(path) == PATCH_ARCH:  # the non-learned reference encoder: nothing was trained
+        return {"dir": PATCH_ARCH, "arch": PATCH_ARCH, "blocks": 0, "embed_dim": 196, "steps": None}
     enc = load_encoder(path)  # also checks the weights' hash
     meta = json.loads((path / "encoder.json").read_text())
     tr, cfg = meta.get("training", {}), meta.get("training", {}).get("config", {})
@@ -531,6 +534,16 @@ def settings(a) -> dict:
 
 
 def encoders_summary(a, dd: dict, random_depth: dict | None) -> dict:
+    from mv3dad.encoders.patches import PATCH_ARCH
+
+    if PATCH_ARCH in (a.image_encoder, dd["arch"]):
+        names = [f"{m} encoder `{PATCH_ARCH}` (not learned: each token is its 14 x 14 pixel patch minus the patch "
+                 f"mean, `mv3dad/encoders/patches.py`)" for m, e in (("image", a.image_encoder), ("depth", dd["arch"]))
+                 if e == PATCH_ARCH]
+        others = [f"image encoder `{a.image_encoder}` randomly initialised" if a.image_encoder != PATCH_ARCH else "",
+                  f"depth encoder from `{dd['dir']}`" if dd["arch"] != PATCH_ARCH else ""]
+        return {"summary": "; ".join(n for n in names + others if n) + ".", "image": a.image_encoder, "depth": dd,
+                "random_depth": random_depth}
     img = (f"image encoder `{a.image_encoder}` **randomly initialised** (`--random-init`, seeded): no pretrained "
            f"DINOv2 weights exist on this machine and there is no internet, so every number below is obtained "
            f"WITHOUT the paper's DINOv2 image features") if not Path(a.image_encoder).is_dir() else \

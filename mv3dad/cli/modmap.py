@@ -32,7 +32,8 @@ def register(app: typer.Typer) -> None:
         image_size: Optional[int] = typer.Option(None, help="Network input side, a multiple of 14."),
         image_encoder: Optional[str] = typer.Option(None, help="Image encoder: registry/timm NAME or a DIR."),
         image_weights: Optional[Path] = typer.Option(None, help="Local weights file for a named image encoder."),
-        depth_encoder: Optional[Path] = typer.Option(None, help="DINO-Depth directory from `pretrain-depth`."),
+        depth_encoder: Optional[Path] = typer.Option(
+            None, help="DINO-Depth directory from `pretrain-depth`, or patch14 (the non-learned reference)."),
         random_init: bool = typer.Option(False, "--random-init",
                                          help="Allow untrained encoders (tests and ablations only)."),
         config: Optional[Path] = typer.Option(None, help="Training config YAML (default configs/modmap.yaml)."),

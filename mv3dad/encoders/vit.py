@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from mv3dad.encoders.patches import PATCH_ARCH, PatchTokens
 from mv3dad.encoders.preprocess import IMAGENET_MEAN, IMAGENET_STD, DepthScaling, preprocess_depth, preprocess_image
 
 Modality = Literal["image", "depth"]
@@ -67,6 +68,7 @@ def list_encoders() -> list[str]:
 register_encoder("dinov2_vitb14_reg", EncoderSpec("vit_base_patch14_reg4_dinov2.lvd142m", "image"))
 register_encoder("dinov2_vits14_reg", EncoderSpec("vit_small_patch14_reg4_dinov2.lvd142m", "image"))
 register_encoder("dino_depth_vits14", EncoderSpec("vit_small_patch14_reg4_dinov2", "depth", {"in_chans": 1}))
+register_encoder(PATCH_ARCH, EncoderSpec(PATCH_ARCH, "image", {"in_chans": 3}))  # not learned: patches.py
 
 
 def resolve(name: str, modality: Modality | None = None) -> EncoderSpec:
@@ -262,7 +264,8 @@ def build_encoder(name: str = DEFAULT_IMAGE_ENCODER, *, weights: str | Path | No
     """Build a frozen encoder by registry or timm name.
 
     Args:
-        name: a registry name (:func:`list_encoders`) or a timm ViT name (``arch.tag``).
+        name: a registry name (:func:`list_encoders`) or a timm ViT name (``arch.tag``); ``patch14`` is the
+            non-learned reference encoder of :mod:`mv3dad.encoders.patches` (weights and seed do not apply).
         weights: a local weights file (.safetensors, or .pth loaded with ``weights_only=True``); wins over
             ``pretrained``.
         pretrained: without ``weights``, fetch timm's pretrained weights through the hub (or its cache); a
@@ -276,7 +279,9 @@ def build_encoder(name: str = DEFAULT_IMAGE_ENCODER, *, weights: str | Path | No
     """
     spec = resolve(name, modality)
     kwargs = {**spec.timm_kwargs, **(timm_kwargs or {})}
-    if weights is not None:
+    if spec.arch == PATCH_ARCH:  # nothing to load or initialise
+        vit, source = PatchTokens(kwargs["in_chans"]), "none (not learned)"
+    elif weights is not None:
         vit = create_vit(spec.arch, img_size, kwargs)
         load_weights(vit, weights)
         source = str(weights)

@@ -150,3 +150,13 @@ def test_samples_missing_a_view_are_mapped_with_views(bench, run, tmp_path):
     _cli("predict", run, data, "--out", tmp_path / "p2", "--views", "0,1,2,4,5")
     rec = json.loads((tmp_path / "p2" / "scores.json").read_text())
     assert rec["rig_views"] == [0, 1, 2, 4, 5] and len(rec["scores"]["vase"]) == len(ds["vase"].test)
+
+
+def test_non_learned_reference_encoders_need_no_weights(bench, tmp_path):
+    run, pred = tmp_path / "run", tmp_path / "pred"
+    _cli("fit", bench, "--category", "vase", "--out", run, "--image-encoder", "patch14", "--depth-encoder", "patch14",
+         "--image-size", "42", "--epochs", "2")
+    _cli("predict", run, bench, "--out", pred)
+    rec = json.loads((run / "run.json").read_text())
+    assert rec["encoders"]["image"]["embed_dim"] == 588 and rec["encoders"]["depth"]["embed_dim"] == 196
+    assert len(json.loads((pred / "scores.json").read_text())["scores"]["vase"]) == 4
