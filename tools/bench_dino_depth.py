@@ -89,14 +89,14 @@ def view_tokens(enc, sample, size: int):
 
 
 class RawPatches:
-    """A non-learned reference encoder: each token is its 14 x 14 patch of scaled depth (196 values), centred
-    (patch mean removed: local shape) or not (raw: dominated by the distance). Same preprocessing and token grid
-    as the ViTs, so the probe treats it like one."""
+    """A non-learned reference: each token is its raw 14 x 14 patch of scaled depth (196 values, dominated by the
+    distance). Same preprocessing and token grid as the encoders; the centred version is the product's
+    ``patch14`` encoder."""
 
-    def __init__(self, centred: bool) -> None:
+    def __init__(self) -> None:
         from mv3dad.encoders import DepthScaling
 
-        self.centred, self.scaling = centred, DepthScaling()
+        self.scaling = DepthScaling()
 
     def preprocess(self, arrays, size: int) -> torch.Tensor:
         from mv3dad.encoders import preprocess_depth
@@ -105,10 +105,7 @@ class RawPatches:
 
     def features(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         b, c, h, w = x.shape
-        u = torch.nn.functional.unfold(x, 14, stride=14)  # (B, C*196, h*w/196)
-        if self.centred:
-            u = u - u.mean(dim=1, keepdim=True)
-        return u.reshape(b, -1, h // 14, w // 14)
+        return torch.nn.functional.unfold(x, 14, stride=14).reshape(b, -1, h // 14, w // 14)
 
 
 def probe(enc, dataset, size: int) -> dict:
@@ -200,7 +197,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from mv3dad.data import open_dataset
-    from mv3dad.encoders import load_encoder
+    from mv3dad.encoders import build_encoder, load_encoder
     from mv3dad.pretrain.config import PretrainConfig
     from mv3dad.pretrain.trainer import pretrain
 
@@ -237,8 +234,8 @@ def main() -> None:
                          cfg.depth_lo_percentile, cfg.depth_hi_percentile, cfg.depth_floor))
     random = load_encoder(init)
     ds = open_dataset(args.bench)
-    for name, enc in (("dino_depth", learned), ("random", random), ("raw_patches", RawPatches(False)),
-                      ("centred_patches", RawPatches(True))):
+    for name, enc in (("dino_depth", learned), ("random", random), ("raw_patches", RawPatches()),
+                      ("centred_patches", build_encoder("patch14", modality="depth"))):
         t0 = time.perf_counter()
         results[name] = probe(enc, ds, args.eval_size)
         results[name]["probe_seconds"] = time.perf_counter() - t0

@@ -536,25 +536,26 @@ def settings(a) -> dict:
 def encoders_summary(a, dd: dict, random_depth: dict | None) -> dict:
     from mv3dad.encoders.patches import PATCH_ARCH
 
-    if PATCH_ARCH in (a.image_encoder, dd["arch"]):
-        names = [f"{m} encoder `{PATCH_ARCH}` (not learned: each token is its 14 x 14 pixel patch minus the patch "
-                 f"mean, `mv3dad/encoders/patches.py`)" for m, e in (("image", a.image_encoder), ("depth", dd["arch"]))
-                 if e == PATCH_ARCH]
-        others = [f"image encoder `{a.image_encoder}` randomly initialised" if a.image_encoder != PATCH_ARCH else "",
-                  f"depth encoder from `{dd['dir']}`" if dd["arch"] != PATCH_ARCH else ""]
-        return {"summary": "; ".join(n for n in names + others if n) + ".", "image": a.image_encoder, "depth": dd,
-                "random_depth": random_depth}
-    img = (f"image encoder `{a.image_encoder}` **randomly initialised** (`--random-init`, seeded): no pretrained "
-           f"DINOv2 weights exist on this machine and there is no internet, so every number below is obtained "
-           f"WITHOUT the paper's DINOv2 image features") if not Path(a.image_encoder).is_dir() else \
-        f"image encoder from `{a.image_encoder}` (`mv3dad pretrain-image`)"
-    corpus = ("the endless synthetic depth stream (`--synthetic`)" if dd["synthetic_stream"] else
-              f"{dd['corpus_files']} depth maps on disk")
-    dep = (f"depth encoder DINO-Depth from `{dd['dir']}` ({dd['arch']}, {dd['blocks']} blocks, width "
-           f"{dd['embed_dim']}; pretrained by `mv3dad pretrain-depth` for {dd['steps']} steps x batch "
-           f"{dd['global_batch']} on {corpus}, "
-           f"{dd['seconds']} s on {dd['device']}; final loss {fmt(dd['final_loss'])}) - a proof-of-concept "
-           f"pretraining, about 1e-4 of the paper's (ViT-S/14, 12 blocks, 47k real depth maps)")
+    patches = (f"encoder `{PATCH_ARCH}` (not learned: each token is its 14 x 14 pixel patch minus the patch mean, "
+               f"`mv3dad/encoders/patches.py`)")
+    if a.image_encoder == PATCH_ARCH:
+        img = "image " + patches
+    elif Path(a.image_encoder).is_dir():
+        img = f"image encoder from `{a.image_encoder}` (`mv3dad pretrain-image`)"
+    else:
+        img = (f"image encoder `{a.image_encoder}` **randomly initialised** (`--random-init`, seeded): no pretrained "
+               f"DINOv2 weights exist on this machine and there is no internet, so every number below is obtained "
+               f"WITHOUT the paper's DINOv2 image features")
+    if dd["arch"] == PATCH_ARCH:
+        dep = "depth " + patches
+    else:
+        corpus = ("the endless synthetic depth stream (`--synthetic`)" if dd["synthetic_stream"] else
+                  f"{dd['corpus_files']} depth maps on disk")
+        dep = (f"depth encoder DINO-Depth from `{dd['dir']}` ({dd['arch']}, {dd['blocks']} blocks, width "
+               f"{dd['embed_dim']}; pretrained by `mv3dad pretrain-depth` for {dd['steps']} steps x batch "
+               f"{dd['global_batch']} on {corpus}, "
+               f"{dd['seconds']} s on {dd['device']}; final loss {fmt(dd['final_loss'])}) - a proof-of-concept "
+               f"pretraining, about 1e-4 of the paper's (ViT-S/14, 12 blocks, 47k real depth maps)")
     return {"summary": img + "; " + dep + ".", "image": a.image_encoder, "depth": dd,
             "random_depth": random_depth}
 

@@ -17,8 +17,7 @@ import torch
 
 from mv3dad.data.scene import Sample
 from mv3dad.encoders import (DEFAULT_DEPTH_ENCODER, DEFAULT_IMAGE_ENCODER, Encoder, EncoderError, build_encoder,
-                             check_token_grids, load_encoder, token_validity)
-from mv3dad.encoders.patches import PATCH_ARCH
+                             check_token_grids, list_encoders, load_encoder, token_validity)
 
 
 @dataclass
@@ -30,8 +29,8 @@ class EncoderConfig:
             ``mv3dad pretrain-image`` / :func:`mv3dad.encoders.save_encoder`.
         image_weights: local weights file for a named image encoder (.safetensors, or .pth read with
             ``weights_only=True``); None = timm's hub path (or its cache).
-        depth_encoder: directory written by ``mv3dad pretrain-depth`` (DINO-Depth ViT-S/14), or ``patch14``
-            (the non-learned reference encoder); None needs ``random_init``.
+        depth_encoder: directory written by ``mv3dad pretrain-depth`` (DINO-Depth ViT-S/14), or a registry name
+            (e.g. ``patch14``, the non-learned reference encoder); None needs ``random_init``.
         random_init: allow randomly initialised encoders where no weights are given (tests and ablations only).
         image_size: side of the square network input in pixels (a multiple of 14); 896 in the paper.
         image_layers: keep the first l blocks of the image encoder (None = all).
@@ -67,8 +66,9 @@ def load_encoders(cfg: EncoderConfig) -> tuple[Encoder, Encoder]:
         img = build_encoder(cfg.image_encoder, weights=cfg.image_weights,
                             pretrained=not (cfg.random_init and cfg.image_weights is None),
                             modality="image", layers=cfg.image_layers, img_size=cfg.image_size)
-    if cfg.depth_encoder == PATCH_ARCH:
-        dep = build_encoder(PATCH_ARCH, modality="depth", img_size=cfg.image_size)
+    if cfg.depth_encoder in list_encoders():  # a name, e.g. the non-learned ``patch14``
+        dep = build_encoder(cfg.depth_encoder, pretrained=not cfg.random_init, modality="depth",
+                            layers=cfg.depth_layers, img_size=cfg.image_size)
     elif cfg.depth_encoder is not None:
         dep = load_encoder(cfg.depth_encoder, layers=cfg.depth_layers)
     elif cfg.random_init:

@@ -210,7 +210,7 @@ def _blobs(rng: np.random.Generator, hit: np.ndarray, mean: float, radius_px: fl
         if k == n:
             break
         if not flat[cand[j]]:
-            rng.random((6, 6))  # the draws of this candidate's rough outline (smooth_field, 4 cells), unused
+            smooth_field(rng, (1, 1), 4)  # this candidate's outline draws, unused (keeps the stream aligned)
             continue
         k += 1
         r = max(radius_px * radii[j], 1.0)
