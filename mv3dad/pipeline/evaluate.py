@@ -1,4 +1,8 @@
-"""``mv3dad evaluate``: I-AUROC and V-AUPRO (3D) or I-AUROC, P-AUROC, AUPRO (single-view) per category, as a table.
+"""``mv3dad evaluate``: I-AUROC, V-AUPRO and V-AUROC (3D) or I-AUROC, P-AUROC, AUPRO (single-view) per category.
+
+V-AUROC is the voxel-level AUROC over the observed voxels of all test instances (the 3D analogue of P-AUROC). It
+is not in the paper's tables; it is reported because it does not depend on the instance score (the max of the
+volume) nor on a false-positive limit, so it shows whether the scores are higher on the defects at all.
 
 Multiview predictions are evaluated in 3D: ground truth and prediction are compared voxel by voxel on the
 prediction's grid. Single-view predictions (N = 1, e.g. CPIR) are evaluated in 2D on the view's anomaly map (NaN
@@ -101,21 +105,23 @@ def run_evaluate(pred: str | Path, data: str | Path, json_out: str | Path | None
             labels.append(int(s.label == "anomalous"))
             inst_scores.append(inst[iid]["score"])
         labels_a = np.array(labels)
-        r = {"i_auroc": float("nan"), "v_aupro_1": float("nan"), "v_aupro_30": float("nan"),
+        r = {"i_auroc": float("nan"), "v_aupro_1": float("nan"), "v_aupro_30": float("nan"), "v_auroc": float("nan"),
              "n_test": len(labels), "n_anomalous": int(labels_a.sum())}
         if 0 < labels_a.sum() < len(labels_a):
             r["i_auroc"] = auroc(np.nan_to_num(np.array(inst_scores), nan=-np.inf), labels_a)
         if any(g.any() for g in gts):
             pro = aupro_at(scores, gts, LIMITS, evaluate=evaluate, mode=mode)
             r["v_aupro_1"], r["v_aupro_30"] = pro[0.01], pro[0.3]
+            r["v_auroc"] = pixel_auroc(scores, gts, evaluate)
             if single_view:
-                r = {"i_auroc": r["i_auroc"], "p_auroc": pixel_auroc(scores, gts, evaluate), "aupro_1": pro[0.01],
+                r = {"i_auroc": r["i_auroc"], "p_auroc": r["v_auroc"], "aupro_1": pro[0.01],
                      "aupro_30": pro[0.3], "n_test": r["n_test"], "n_anomalous": r["n_anomalous"]}
         results[cat] = r
     if single_view:
         keys, head = ("i_auroc", "p_auroc", "aupro_30", "aupro_1"), ("I-AUROC", "P-AUROC", "AUPRO@30%", "AUPRO@1%")
     else:
-        keys, head = ("i_auroc", "v_aupro_1", "v_aupro_30"), ("I-AUROC", "V-AUPRO@1%", "V-AUPRO@30%")
+        keys, head = (("i_auroc", "v_aupro_1", "v_aupro_30", "v_auroc"),
+                      ("I-AUROC", "V-AUPRO@1%", "V-AUPRO@30%", "V-AUROC"))
     results["mean"] = {k: float(np.nanmean([results[c].get(k, np.nan) for c in record["scores"]])) for k in keys}
     lines = ["| category | " + " | ".join(head) + " |", "|---" * (len(keys) + 1) + "|"]
     for cat in [*record["scores"], "mean"]:

@@ -69,7 +69,8 @@ def test_evaluate_scores_an_oracle_prediction_perfectly(bench, tmp_path):
     res, table = run_evaluate(pred, bench)
     assert res["container"]["i_auroc"] == 1.0
     assert res["container"]["v_aupro_1"] == pytest.approx(1.0)
-    assert "| container |" in table
+    assert res["container"]["v_auroc"] == 1.0
+    assert "| container |" in table and "V-AUROC" in table
 
 
 def test_random_encoders_are_the_same_in_every_build():
