@@ -520,8 +520,8 @@ def merge(pred_dir: Path, categories: list[str]) -> dict:
         r = json.loads((pred_dir / cat / "eval.json").read_text())
         out[cat] = r[cat]
         secs.append(r.get("seconds_per_sample") or np.nan)
-    keys = ("i_auroc", "v_aupro_1", "v_aupro_30")
-    out["mean"] = {k: float(np.nanmean([out[c][k] for c in categories])) for k in keys}
+    keys = ("i_auroc", "v_aupro_1", "v_aupro_30", "v_auroc")  # v_auroc: absent from evaluations before 03d2772
+    out["mean"] = {k: float(np.nanmean([out[c].get(k, np.nan) for c in categories])) for k in keys}
     out["seconds_per_sample"] = float(np.nanmean(secs))
     return out
 
