@@ -14,7 +14,8 @@ cutter instead. Everything here works in the object's own frame (mm); the caller
 
 The ground truth is the set of points of the *changed surface*: the new or moved surface of the defective part
 and the removed or moved surface of the nominal part (so that the defect's centre, which lies on the nominal
-surface, is always inside it), plus the stained surface.
+surface, is always inside it), plus the stained surface. The generator keeps the part of it that at least one
+rig camera sees (:meth:`mv3dad.synth.render.RenderMesh.visible`): the ground truth of a scanned part.
 """
 
 from __future__ import annotations

@@ -213,20 +213,23 @@ def make_instance(model: CategoryModel, cameras: list[Camera], cfg: SynthConfig,
     clean = split == "train" and cfg.setup == "synth2real"
     pose = instance_pose(cfg, rng, nominal=clean)
     phase = np.zeros(3) if clean else rng.uniform(0, 1000.0, 3)
-    mesh, stains, defects, gt = model.mesh, None, [], None
+    mesh, stains, defects, changed, gt = model.mesh, None, [], None, None
     if anomalous:
         n_def = 1 + int(rng.choice(cfg.max_defects, p=_count_probs(cfg.max_defects)))
         types = [first_defect or str(rng.choice(cfg.defect_types))]
         types += [str(t) for t in rng.choice(cfg.defect_types, n_def - 1)]
         result = apply_defects(model.mesh, model.shape, types, model.candidates, rng)
-        mesh, stains, defects = result.mesh, result.stains, result.defects
-        vol = ground_truth(model.grid, _apply(pose, result.changed))
-        gt = model.grid.to_dataarray(vol, name="gt")
+        mesh, stains, defects, changed = result.mesh, result.stains, result.defects, _apply(pose, result.changed)
     world = trimesh.Trimesh(_apply(pose, mesh.vertices), mesh.faces, process=False)
     radius = float(np.max(np.linalg.norm(world.vertices[:, :2], axis=1)))
     rm = RenderMesh.build(world, model.material, world_to_local=np.linalg.inv(pose), phase=phase, stains=stains,
                           ideal=clean, support=MATERIALS["support"] if cfg.support else None,
                           support_radius=1.25 * radius + 20.0)
+    if changed is not None:  # the changed surface as the rig sees it (what an annotator of the scans can mark)
+        seen = np.zeros(len(changed), bool)
+        for cam in cameras:
+            seen |= rm.visible(changed, cam)
+        gt = model.grid.to_dataarray(ground_truth(model.grid, changed[seen]), name="gt")
     spec_dropout = np.array([m.spec_dropout for m in rm.materials])
     views = []
     for i, cam in enumerate(cameras):

@@ -16,6 +16,7 @@ import open3d as o3d
 import trimesh
 
 from mv3dad.geometry.camera import Camera
+from mv3dad.geometry.projection import project_points
 from mv3dad.synth.materials import Material, pack
 from mv3dad.synth.textures import stain_weight, texture
 
@@ -156,6 +157,33 @@ class RenderMesh:
         ans = self._scene.cast_rays(o3d.core.Tensor.from_numpy(rays))
         t = ans["t_hit"].numpy()
         return rays, t, ans["primitive_ids"].numpy(), ans["primitive_uvs"].numpy()
+
+    def visible(self, points: np.ndarray, camera: Camera, tol: float = 0.5) -> np.ndarray:
+        """Which world points a camera sees: in front of it, inside its image, and not hidden by the mesh.
+
+        A point is hidden when the ray from the camera centre towards it hits the mesh more than ``tol`` mm
+        before it. Points on the mesh are seen from their own side only (a thin wall's far face is hidden).
+
+        Args:
+            points: (P, 3) world points in mm, on or near the mesh.
+            tol: mm; points this far in front of the first hit still count as seen.
+
+        Returns:
+            (P,) bool.
+        """
+        points = np.asarray(points, np.float64).reshape(-1, 3)
+        uv, z = project_points(points, camera)
+        with np.errstate(invalid="ignore"):
+            out = (z > 0) & (uv[:, 0] >= -0.5) & (uv[:, 0] < camera.width - 0.5) & (uv[:, 1] >= -0.5) & (
+                uv[:, 1] < camera.height - 0.5)
+        idx = np.flatnonzero(out)
+        if idx.size:
+            ray = points[idx] - camera.center
+            dist = np.linalg.norm(ray, axis=1)
+            rays = np.concatenate([np.broadcast_to(camera.center, ray.shape), ray / dist[:, None]], 1)
+            t = self._scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))["t_hit"].numpy()
+            out[idx] = t >= dist - tol  # inf (no hit) where the ray only grazes the point's own triangle
+        return out
 
     def render(self, camera: Camera) -> "RenderOut":
         """Ray cast and shade one view (no artefacts, no noise: see :mod:`mv3dad.synth.artefacts`)."""
