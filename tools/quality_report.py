@@ -247,7 +247,10 @@ def predict_from_cache(test_cache: Path):
 
 
 def predict_eval(run: Path, root: Path, pred: Path, test_cache: Path, fuse: str = "max") -> dict:
-    """``mv3dad predict`` + ``mv3dad evaluate``; returns the evaluation (cached in ``pred/eval.json``)."""
+    """``mv3dad predict`` + ``mv3dad evaluate``; returns the evaluation (cached in ``pred/eval.json``).
+
+    Delete ``eval.json`` to evaluate existing predictions again (for example against regenerated ground truth).
+    """
     import torch
 
     from mv3dad.export.atomic import atomic_write
@@ -257,10 +260,11 @@ def predict_eval(run: Path, root: Path, pred: Path, test_cache: Path, fuse: str 
     res_path = pred / "eval.json"
     if res_path.is_file():
         return json.loads(res_path.read_text())
-    log(f"predict + evaluate {pred.relative_to(pred.parents[2])} (fuse {fuse})")
-    torch.manual_seed(0)
-    with predict_from_cache(test_cache):
-        run_predict(PredictJob(str(run), str(root), str(pred), fuse=fuse, backend="numba"), progress=False)
+    if not (pred / "scores.json").is_file():  # written last: the predictions are complete (else re-evaluate only)
+        log(f"predict + evaluate {pred.relative_to(pred.parents[2])} (fuse {fuse})")
+        torch.manual_seed(0)
+        with predict_from_cache(test_cache):
+            run_predict(PredictJob(str(run), str(root), str(pred), fuse=fuse, backend="numba"), progress=False)
     res, _ = run_evaluate(pred, root)
     scores = json.loads((pred / "scores.json").read_text())
     res["seconds_per_sample"] = scores["mean_seconds_per_sample"]

@@ -11,6 +11,10 @@ synthetic image side = the network input side) and adds two figures that need no
   fraction of pairs where the anomalous instance scores higher there (0.5 = the defect changes nothing).
 - **argmax on defect**: the fraction of anomalous instances whose volume maximum (the instance score) lies
   within ``--near-mm`` of a ground-truth voxel.
+- **ceiling**: V-AUPRO@1% and V-AUROC of an oracle that scores 1 on every observed ground-truth voxel and 0 on
+  every other observed voxel (the predictions' own observed voxels: every method shares the back-projection).
+  Ground-truth voxels that no back-projected point reaches count as missed for every method, so no method can
+  score above the ceiling.
 
 Every stage reuses ``tools/quality_report.py``'s functions (``mv3dad synth``, the shared feature caches, the
 pipeline's fit / predict / evaluate) and skips what its output already holds, so an interrupted run resumes.
@@ -47,6 +51,7 @@ def location_figures(pred: Path, root: Path, category: str, near_mm: float) -> d
     from mv3dad.data import open_dataset
     from mv3dad.export import load_volume
     from mv3dad.geometry.grid import VoxelGrid
+    from mv3dad.metrics import aupro, pixel_auroc
     from mv3dad.pipeline.evaluate import gt_on_grid
 
     vols, gts, anomalous = {}, {}, []
@@ -68,7 +73,11 @@ def location_figures(pred: Path, root: Path, category: str, near_mm: float) -> d
                 pairs += 1
         peak = np.unravel_index(np.nanargmax(v), v.shape)
         on_defect += bool(ndimage.distance_transform_edt(~g)[peak] * grid.voxel_size <= near_mm)
-    return {"twin_wins": wins, "twin_pairs": pairs, "argmax_on_defect": on_defect, "n_anomalous": len(anomalous)}
+    oracle = [np.where(np.isnan(vols[i]), np.nan, gts[i].astype(np.float32)) for i in vols]
+    ceiling = {"v_aupro_1": aupro(oracle, [gts[i] for i in vols], 0.01),
+               "v_auroc": pixel_auroc(oracle, [gts[i] for i in vols])}
+    return {"twin_wins": wins, "twin_pairs": pairs, "argmax_on_defect": on_defect, "n_anomalous": len(anomalous),
+            "ceiling": ceiling}
 
 
 def run_size(a, size: int, watch: Stopwatch) -> dict:
@@ -93,11 +102,14 @@ def run_size(a, size: int, watch: Stopwatch) -> dict:
                 predict_eval(run, root, pred, caches["test"])
             loc[cat] = location_figures(pred, root, cat, a.near_mm)
         res = merge(work / "pred" / m, a.categories)
-        tot = {k: sum(x[k] for x in loc.values()) for k in next(iter(loc.values()))}
+        tot = {k: sum(x[k] for x in loc.values()) for k in ("twin_wins", "twin_pairs", "argmax_on_defect",
+                                                              "n_anomalous")}
         res["location"] = {"per_category": loc, "twin_contrast": tot["twin_wins"] / max(tot["twin_pairs"], 1),
                            "twin_pairs": tot["twin_pairs"],
                            "argmax_on_defect": tot["argmax_on_defect"] / max(tot["n_anomalous"], 1),
-                           "n_anomalous": tot["n_anomalous"]}
+                           "n_anomalous": tot["n_anomalous"],
+                           "ceiling": {k: float(np.mean([x["ceiling"][k] for x in loc.values()]))
+                                       for k in ("v_aupro_1", "v_auroc")}}
         out[m] = res
         log(f"{size} px {m}: I-AUROC {res['mean']['i_auroc']:.3f}, V-AUROC {res['mean']['v_auroc']:.3f}, "
             f"twin contrast {res['location']['twin_contrast']:.3f}")
@@ -127,6 +139,10 @@ def markdown(rep: dict) -> str:
                      f"{fmt(loc['twin_contrast'])} ({loc['twin_pairs']} pairs) | "
                      f"{loc['argmax_on_defect'] * loc['n_anomalous']:.0f} / {loc['n_anomalous']} | "
                      f"{fmt(x['seconds_per_sample'])} |")
+    ceil = {size: rep["results"][size][s["methods"].split(",")[0]]["location"]["ceiling"] for size in sizes}
+    L += ["", "**Ceiling** (an oracle on the same observed voxels; mean over categories): "
+          + "; ".join(f"{size} px: V-AUPRO@1% {fmt(c['v_aupro_1'])}, V-AUROC {fmt(c['v_auroc'])}"
+                      for size, c in ceil.items()) + "."]
     cats = s["categories"].split(",")
     L += ["", "Per category (I-AUROC / V-AUROC):", "", "| method | size | " + " | ".join(cats) + " |",
           "|---" * (len(cats) + 2) + "|"]

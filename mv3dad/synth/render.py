@@ -159,14 +159,15 @@ class RenderMesh:
         return rays, t, ans["primitive_ids"].numpy(), ans["primitive_uvs"].numpy()
 
     def visible(self, points: np.ndarray, camera: Camera, tol: float = 0.5) -> np.ndarray:
-        """Which world points a camera sees: in front of it, inside its image, and not hidden by the mesh.
+        """Which world points a camera measures: in front of it, inside its image, and on the first surface that
+        the ray from the camera centre towards them meets (within ``tol`` mm), as a range scanner would.
 
-        A point is hidden when the ray from the camera centre towards it hits the mesh more than ``tol`` mm
-        before it. Points on the mesh are seen from their own side only (a thin wall's far face is hidden).
+        A point behind that first surface is hidden (a thin wall's far face, the inside of a deep hole); a point
+        in front of it lies in free space (the removed surface above a dent) and is not measured either.
 
         Args:
             points: (P, 3) world points in mm, on or near the mesh.
-            tol: mm; points this far in front of the first hit still count as seen.
+            tol: mm; how far from the first hit along the ray a point still counts as measured.
 
         Returns:
             (P,) bool.
@@ -182,7 +183,7 @@ class RenderMesh:
             dist = np.linalg.norm(ray, axis=1)
             rays = np.concatenate([np.broadcast_to(camera.center, ray.shape), ray / dist[:, None]], 1)
             t = self._scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))["t_hit"].numpy()
-            out[idx] = t >= dist - tol  # inf (no hit) where the ray only grazes the point's own triangle
+            out[idx] = np.abs(t - dist) <= tol
         return out
 
     def render(self, camera: Camera) -> "RenderOut":

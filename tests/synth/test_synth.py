@@ -91,9 +91,10 @@ def test_visible_hides_occluded_back_facing_and_out_of_view_points():
                     [0, 0, -2.0],     # back face, behind the plate: hidden
                     [0, 0, 1.0],      # inside the plate, 1 mm behind the front face: hidden (tol 0.5 mm)
                     [0, 0, 2.3],      # 0.3 mm in front of the face: seen
+                    [0, 0, 12.0],     # 10 mm in front of the face, in free space: not measured
                     [300, 0, 2.0],    # outside the image
                     [0, 0, 600.0]])   # behind the camera
-    assert rm.visible(pts, cam).tolist() == [True, True, False, False, True, False, False]
+    assert rm.visible(pts, cam).tolist() == [True, True, False, False, True, False, False, False]
     assert rm.visible(pts, cam, tol=1.5)[3]
 
 
