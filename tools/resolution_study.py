@@ -11,6 +11,10 @@ synthetic image side = the network input side) and adds two figures that need no
   fraction of pairs where the anomalous instance scores higher there (0.5 = the defect changes nothing).
 - **argmax on defect**: the fraction of anomalous instances whose volume maximum (the instance score) lies
   within ``--near-mm`` of a ground-truth voxel.
+- **silhouette share** (``--silhouette METHOD``): that method's per-view maps are predicted again with
+  ``save_maps``; the figure is the share of each view's top 1 % foreground pixels, and of the instance
+  maxima (max over views), that lie within one token (14 network-input pixels) of the foreground's edge,
+  next to the share of all foreground pixels that do.
 - **ceiling**: V-AUPRO@1% and V-AUROC of an oracle that scores 1 on every observed ground-truth voxel and 0 on
   every other observed voxel (the predictions' own observed voxels: every method shares the back-projection).
   Ground-truth voxels that no back-projected point reaches count as missed for every method, so no method can
@@ -36,9 +40,8 @@ from pathlib import Path
 import numpy as np
 from _docs import QUALITY_TITLE, write_section
 from quality_report import (REPO, Stopwatch, chance_std, encoder_config, fill_caches, fit, fmt, log, machine, merge,
-                            predict_eval, synth)
+                            predict_eval, predict_from_cache, synth)
 
-BEGIN, END = "<!-- resolution-study:begin -->", "<!-- resolution-study:end -->"
 METHODS = ("knn", "cfm_vc", "modmap")
 NAMES = {"modmap": "ModMap", "cfm": "CFM (no view cond., diagonal)", "cfm_vc": "CFM + view cond. (diagonal)",
          "knn": "memory bank kNN"}
@@ -80,6 +83,36 @@ def location_figures(pred: Path, root: Path, category: str, near_mm: float) -> d
             "ceiling": ceiling}
 
 
+def silhouette_figures(run: Path, root: Path, out: Path, category: str, test_cache: Path, size: int) -> dict:
+    """Silhouette share of one category's per-view maps (see the module docstring)."""
+    from scipy import ndimage
+
+    from mv3dad.data import open_dataset
+    from mv3dad.pipeline.predict import PredictJob, run_predict
+
+    if not (out / "scores.json").is_file():
+        with predict_from_cache(test_cache):
+            run_predict(PredictJob(str(run), str(root), str(out), save_maps=True, backend="numba"), progress=False)
+    fg_share, top_share, peak_near = [], [], []
+    for s in open_dataset(root)[category].test:
+        maps = np.load(out / category / f"{s.instance_id}_maps.npz", allow_pickle=False)["maps"].astype(np.float32)
+        peak = (-np.inf, False)
+        for view, m in zip(s.views, maps):
+            fg = view.depth > 0
+            near = ndimage.distance_transform_edt(fg) <= 14 * fg.shape[1] / size
+            ok = fg & ~np.isnan(m)
+            if ok.sum() < 100:
+                continue
+            top = ok & (m >= np.quantile(m[ok], 0.99))
+            fg_share.append(near[ok].mean())
+            top_share.append(near[top].mean())
+            k = np.flatnonzero(ok.ravel())[np.argmax(m[ok])]
+            peak = max(peak, (float(m.ravel()[k]), bool(near.ravel()[k])))
+        peak_near.append(peak[1])
+    return {"foreground_near_edge": float(np.mean(fg_share)), "top1_near_edge": float(np.mean(top_share)),
+            "peaks_near_edge": int(np.sum(peak_near)), "n_instances": len(peak_near)}
+
+
 def run_size(a, size: int, watch: Stopwatch) -> dict:
     """Data, features, fit, predict, evaluate and location figures of every method at one input size."""
     work = a.work / f"s{size}"
@@ -110,15 +143,28 @@ def run_size(a, size: int, watch: Stopwatch) -> dict:
                            "n_anomalous": tot["n_anomalous"],
                            "ceiling": {k: float(np.mean([x["ceiling"][k] for x in loc.values()]))
                                        for k in ("v_aupro_1", "v_auroc")}}
+        if m == a.silhouette:
+            with watch(f"silhouette_{m}_{size}"):
+                sil = {cat: silhouette_figures(work / "runs" / m / cat, root, work / "maps" / m / cat, cat,
+                                               caches["test"], size) for cat in a.categories}
+            res["silhouette"] = {"per_category": sil, **{k: float(np.mean([x[k] for x in sil.values()])) for k in
+                                                         ("foreground_near_edge", "top1_near_edge")},
+                                 "peaks_near_edge": sum(x["peaks_near_edge"] for x in sil.values()),
+                                 "n_instances": sum(x["n_instances"] for x in sil.values())}
         out[m] = res
         log(f"{size} px {m}: I-AUROC {res['mean']['i_auroc']:.3f}, V-AUROC {res['mean']['v_auroc']:.3f}, "
             f"twin contrast {res['location']['twin_contrast']:.3f}")
     return out
 
 
-def markdown(rep: dict) -> str:
+def markers(section: str) -> tuple[str, str]:
+    return f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
+
+
+def markdown(rep: dict, section: str) -> str:
     s = rep["settings"]
-    L = [BEGIN, "", f"Generated by `tools/resolution_study.py` on {rep['date']}; wall time "
+    begin, end = markers(section)
+    L = [begin, "", f"Generated by `tools/resolution_study.py` on {rep['date']}; wall time "
          f"{rep['wall_seconds'] / 60:.1f} min on {rep['machine']['summary']}; code "
          f"`{rep['machine'].get('code', 'unknown')}`.", "", "```bash", rep["command"], "```", "",
          "**Settings.** " + ", ".join(f"{k} = {v}" for k, v in s.items()) + ".", ""]
@@ -143,6 +189,13 @@ def markdown(rep: dict) -> str:
     L += ["", "**Ceiling** (an oracle on the same observed voxels; mean over categories): "
           + "; ".join(f"{size} px: V-AUPRO@1% {fmt(c['v_aupro_1'])}, V-AUROC {fmt(c['v_auroc'])}"
                       for size, c in ceil.items()) + "."]
+    if s.get("silhouette"):
+        m = s["silhouette"]
+        L += ["", f"**Silhouette share** ({NAMES[m]}, per-view maps; within one token of the foreground's edge): "
+              + "; ".join(f"{size} px: {fmt(x['foreground_near_edge'])} of the foreground pixels, "
+                          f"{fmt(x['top1_near_edge'])} of each view's top 1 %, {x['peaks_near_edge']} of "
+                          f"{x['n_instances']} instance maxima"
+                          for size, x in ((size, rep["results"][size][m]["silhouette"]) for size in sizes)) + "."]
     cats = s["categories"].split(",")
     L += ["", "Per category (I-AUROC / V-AUROC):", "", "| method | size | " + " | ".join(cats) + " |",
           "|---" * (len(cats) + 2) + "|"]
@@ -152,7 +205,7 @@ def markdown(rep: dict) -> str:
             L.append(f"| {m} | {size} | " + " | ".join(f"{fmt(x[c]['i_auroc'])} / {fmt(x[c]['v_auroc'])}"
                                                      for c in cats) + " |")
     L += ["", "Stage wall times [s]: " + ", ".join(f"{k} {v}" for k, v in rep["stage_seconds"].items()) + ".", "",
-          f"All figures: `{rep['json']}`.", "", END]
+          f"All figures: `{rep['json']}`.", "", end]
     return "\n".join(L)
 
 
@@ -161,6 +214,7 @@ def parse(argv=None):
     ap.add_argument("--work", type=Path, required=True, help="working folder (one sub-folder per size)")
     ap.add_argument("--doc", type=Path, default=REPO / "docs" / "quality.md")
     ap.add_argument("--json", type=Path, default=REPO / "docs" / "quality_resolution.json")
+    ap.add_argument("--section", default="resolution-study", help="name of the --doc section's HTML markers")
     ap.add_argument("--sizes", default="224,448", help="comma-separated image sides (= network input), multiples of 14")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {sorted(NAMES)}")
     ap.add_argument("--setup", default="real2real", choices=("real2real", "synth2real"))
@@ -173,12 +227,14 @@ def parse(argv=None):
     ap.add_argument("--image-encoder", default="patch14", help="registry/timm name (random) or a DIR")
     ap.add_argument("--depth-encoder", default="patch14", help="registry name (random) or a `pretrain-depth` DIR")
     ap.add_argument("--near-mm", type=float, default=10.0, help="argmax-on-defect distance")
+    ap.add_argument("--silhouette", default=None, help="a method whose per-view maps to check against the edges")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     a = ap.parse_args(argv)
     a.sizes = [int(x) for x in a.sizes.split(",")]
     a.methods = a.methods.split(",")
     a.categories = a.categories.split(",")
     bad = [m for m in a.methods if m not in NAMES] + [str(s) for s in a.sizes if s % 14]
+    bad += [a.silhouette] if a.silhouette not in (None, *a.methods) else []
     if bad:
         ap.error(f"unknown method or size not a multiple of 14: {', '.join(bad)}")
     return a
@@ -202,12 +258,12 @@ def main(argv=None) -> None:
                         "test instances per category": a.test_instances, "methods": ",".join(a.methods),
                         "image encoder": a.image_encoder, "depth encoder": a.depth_encoder,
                         "epochs (all pairs)": a.epochs, "epochs (diagonal)": a.diag_epochs, "seed": a.seed,
-                        "near_mm": a.near_mm},
+                        "near_mm": a.near_mm, "silhouette": a.silhouette},
            "results": results, "stage_seconds": watch.stages, "wall_seconds": watch.total(),
            "json": str(a.json.relative_to(REPO) if a.json.is_relative_to(REPO) else a.json)}
     rep["machine"]["load_avg_end"] = os.getloadavg()
     atomic_write(a.json, json.dumps(rep, indent=2, default=float))
-    write_section(a.doc, markdown(rep), BEGIN, END, QUALITY_TITLE)
+    write_section(a.doc, markdown(rep, a.section), *markers(a.section), QUALITY_TITLE)
     log(f"done in {rep['wall_seconds'] / 60:.1f} min: {a.json}, {a.doc}")
 
 
