@@ -230,6 +230,7 @@ def parse(argv=None):
     ap.add_argument("--silhouette", default=None, help="a method whose per-view maps to check against the edges")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     a = ap.parse_args(argv)
+    a.json, a.doc = a.json.resolve(), a.doc.resolve()
     a.sizes = [int(x) for x in a.sizes.split(",")]
     a.methods = a.methods.split(",")
     a.categories = a.categories.split(",")
