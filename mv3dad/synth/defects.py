@@ -12,10 +12,11 @@ Defect types (``DEFECT_TYPES``):
 For meshes that are not closed 2-manifolds (some user CAD files) the boolean defects remove the faces inside the
 cutter instead. Everything here works in the object's own frame (mm); the caller poses the result.
 
-The ground truth is the set of points of the *changed surface*: the new or moved surface of the defective part
-and the removed or moved surface of the nominal part (so that the defect's centre, which lies on the nominal
-surface, is always inside it), plus the stained surface. The generator keeps the part of it that at least one
-rig camera sees (:meth:`mv3dad.synth.render.RenderMesh.visible`): the ground truth of a scanned part.
+``DefectResult.changed`` samples the *changed surface*: the new or moved surface of the defective part and the
+removed or moved surface of the nominal part (so the defect's centre, which lies on the nominal surface, is
+among the points), plus the stained surface. The ground truth is the part of it that at least one rig camera
+measures (:meth:`mv3dad.synth.render.RenderMesh.visible`, applied by the generator): what an annotator of the
+scans could mark, so a hidden or removed surface is not in it.
 """
 
 from __future__ import annotations
