@@ -327,7 +327,7 @@ def markdown(rep: dict) -> str:
           f"{2 * sd:.2f} in mean I-AUROC are not evidence of an ordering.", ""]
     L += ["### Methods (mean over categories)", "",
           "| method | real2real I-AUROC | real2real V-AUPRO@1% | synth2real I-AUROC | synth2real V-AUPRO@1% "
-          "| V-AUPRO@30% (r2r) | predict s/sample |", "|---|---|---|---|---|---|---|"]
+          "| V-AUPRO@30% (r2r) | V-AUROC (r2r) | predict s/sample |", "|---|---|---|---|---|---|---|---|"]
     names = {"modmap": "ModMap", "cfm": "CFM (no view cond., diagonal)", "cfm_vc": "CFM + view cond. (diagonal)",
              "knn": "memory bank kNN", "modmap_multiclass": "ModMap multi-class",
              "modmap_random_depth": "ModMap, random depth ViT-S/14"}
@@ -339,7 +339,8 @@ def markdown(rep: dict) -> str:
         x = r["real2real"].get(m)
         if x is None and all(r.get(st, {}).get(m) is None for st in SETUPS):
             continue
-        cells += [fmt(x["mean"]["v_aupro_30"]) if x else "—", fmt(x.get("seconds_per_sample")) if x else "—"]
+        cells += [fmt(x["mean"]["v_aupro_30"]) if x else "—", fmt(x["mean"].get("v_auroc")) if x else "—",
+                  fmt(x.get("seconds_per_sample")) if x else "—"]
         L.append(f"| {names[m]} | " + " | ".join(cells) + " |")
     for setup in SETUPS:
         cats = [c for c in r[setup]["modmap"] if c not in ("mean", "seconds_per_sample")]
