@@ -53,6 +53,9 @@ REPO = Path(__file__).resolve().parents[1]
 SETUPS = ("real2real", "synth2real")
 BASELINES = ("modmap", "cfm", "cfm_vc", "knn")
 FUSIONS = ("mean", "prod", "min")  # max is the modmap row itself
+METHOD_NAMES = {"modmap": "ModMap", "cfm": "CFM (no view cond., diagonal)", "cfm_vc": "CFM + view cond. (diagonal)",
+                "knn": "memory bank kNN", "modmap_multiclass": "ModMap multi-class",
+                "modmap_random_depth": "ModMap, random depth ViT-S/14"}
 BEGIN, END = "<!-- quality-report:begin -->", "<!-- quality-report:end -->"
 PAPER = {  # seed 004, real2real unless noted: (I-AUROC, V-AUPRO@1%)
     "table3": {"cfm": (0.448, 0.538), "cfm_vc": (0.548, 0.663)},
@@ -328,9 +331,6 @@ def markdown(rep: dict) -> str:
     L += ["### Methods (mean over categories)", "",
           "| method | real2real I-AUROC | real2real V-AUPRO@1% | synth2real I-AUROC | synth2real V-AUPRO@1% "
           "| V-AUPRO@30% (r2r) | V-AUROC (r2r) | predict s/sample |", "|---|---|---|---|---|---|---|---|"]
-    names = {"modmap": "ModMap", "cfm": "CFM (no view cond., diagonal)", "cfm_vc": "CFM + view cond. (diagonal)",
-             "knn": "memory bank kNN", "modmap_multiclass": "ModMap multi-class",
-             "modmap_random_depth": "ModMap, random depth ViT-S/14"}
     for m in [*BASELINES, "modmap_multiclass", "modmap_random_depth"]:
         cells = []
         for setup in SETUPS:
@@ -341,7 +341,7 @@ def markdown(rep: dict) -> str:
             continue
         cells += [fmt(x["mean"]["v_aupro_30"]) if x else "—", fmt(x["mean"].get("v_auroc")) if x else "—",
                   fmt(x.get("seconds_per_sample")) if x else "—"]
-        L.append(f"| {names[m]} | " + " | ".join(cells) + " |")
+        L.append(f"| {METHOD_NAMES[m]} | " + " | ".join(cells) + " |")
     for setup in SETUPS:
         cats = [c for c in r[setup]["modmap"] if c not in ("mean", "seconds_per_sample")]
         L += ["", f"### Per category, {setup} (I-AUROC / V-AUPRO@1%)", "",

@@ -39,12 +39,10 @@ from pathlib import Path
 
 import numpy as np
 from _docs import QUALITY_TITLE, write_section
-from quality_report import (REPO, Stopwatch, chance_std, encoder_config, fill_caches, fit, fmt, log, machine, merge,
-                            predict_eval, predict_from_cache, synth)
+from quality_report import (BASELINES, METHOD_NAMES, REPO, Stopwatch, chance_std, encoder_config, fill_caches, fit,
+                            fmt, log, machine, merge, predict_eval, predict_from_cache, synth)
 
 METHODS = ("knn", "cfm_vc", "modmap")
-NAMES = {"modmap": "ModMap", "cfm": "CFM (no view cond., diagonal)", "cfm_vc": "CFM + view cond. (diagonal)",
-         "knn": "memory bank kNN"}
 
 
 def location_figures(pred: Path, root: Path, category: str, near_mm: float) -> dict:
@@ -180,7 +178,7 @@ def markdown(rep: dict, section: str) -> str:
         for size in sizes:
             x = rep["results"][size][m]
             mean, loc = x["mean"], x["location"]
-            L.append(f"| {NAMES[m]} | {size} | {(int(size) // 14) ** 2} | {fmt(mean['i_auroc'])} | "
+            L.append(f"| {METHOD_NAMES[m]} | {size} | {(int(size) // 14) ** 2} | {fmt(mean['i_auroc'])} | "
                      f"{fmt(mean['v_aupro_1'])} | {fmt(mean['v_aupro_30'])} | {fmt(mean['v_auroc'])} | "
                      f"{fmt(loc['twin_contrast'])} ({loc['twin_pairs']} pairs) | "
                      f"{loc['argmax_on_defect'] * loc['n_anomalous']:.0f} / {loc['n_anomalous']} | "
@@ -191,7 +189,7 @@ def markdown(rep: dict, section: str) -> str:
                       for size, c in ceil.items()) + "."]
     if s.get("silhouette"):
         m = s["silhouette"]
-        L += ["", f"**Silhouette share** ({NAMES[m]}, per-view maps; within one token of the foreground's edge): "
+        L += ["", f"**Silhouette share** ({METHOD_NAMES[m]}, per-view maps; within one token of the foreground's edge): "
               + "; ".join(f"{size} px: {fmt(x['foreground_near_edge'])} of the foreground pixels, "
                           f"{fmt(x['top1_near_edge'])} of each view's top 1 %, {x['peaks_near_edge']} of "
                           f"{x['n_instances']} instance maxima"
@@ -216,7 +214,7 @@ def parse(argv=None):
     ap.add_argument("--json", type=Path, default=REPO / "docs" / "quality_resolution.json")
     ap.add_argument("--section", default="resolution-study", help="name of the --doc section's HTML markers")
     ap.add_argument("--sizes", default="224,448", help="comma-separated image sides (= network input), multiples of 14")
-    ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {sorted(NAMES)}")
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {sorted(BASELINES)}")
     ap.add_argument("--setup", default="real2real", choices=("real2real", "synth2real"))
     ap.add_argument("--categories", default="stool,bin,vase,cabinet,container")
     ap.add_argument("--views", type=int, default=12)
@@ -234,7 +232,7 @@ def parse(argv=None):
     a.sizes = [int(x) for x in a.sizes.split(",")]
     a.methods = a.methods.split(",")
     a.categories = a.categories.split(",")
-    bad = [m for m in a.methods if m not in NAMES] + [str(s) for s in a.sizes if s % 14]
+    bad = [m for m in a.methods if m not in BASELINES] + [str(s) for s in a.sizes if s % 14]
     bad += [a.silhouette] if a.silhouette not in (None, *a.methods) else []
     if bad:
         ap.error(f"unknown method or size not a multiple of 14: {', '.join(bad)}")
