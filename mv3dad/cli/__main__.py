@@ -1,5 +1,5 @@
-"""``python -m mv3dad.cli``: the same as the ``mv3dad`` command."""
+"""``python -m mv3dad.cli``: the same as the ``mv3dad`` command (and ``python -m mv3dad``)."""
 
-from mv3dad.cli.main import app
+from mv3dad.cli.main import main
 
-app()
+main()

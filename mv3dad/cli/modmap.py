@@ -1,4 +1,7 @@
-"""CLI commands: fit, predict, evaluate (imports of heavy libraries stay inside the commands so --help is fast)."""
+"""CLI commands: fit, predict, evaluate (imports of heavy libraries stay inside the commands so --help is fast).
+
+Failures are reported by the one handler of :mod:`mv3dad.cli.main` (``error: <message>``, exit 2 for bad input).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-
-
-def _fail(e: Exception) -> None:
-    typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:
@@ -36,34 +34,29 @@ def register(app: typer.Typer) -> None:
             None, help="DINO-Depth directory from `pretrain-depth`, or patch14 (the non-learned reference)."),
         random_init: bool = typer.Option(False, "--random-init",
                                          help="Allow untrained encoders (tests and ablations only)."),
-        config: Optional[Path] = typer.Option(None, help="Training config YAML (default configs/modmap.yaml)."),
+        config: Optional[Path] = typer.Option(None, help="Training config YAML (default: the packaged mv3dad/configs/modmap.yaml)."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not keep extracted features on disk."),
         coreset: Optional[float] = typer.Option(None, help="knn: keep this fraction of tokens per view."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted training."),
         device: Optional[str] = typer.Option(None, help="auto | cpu | cuda."),
     ) -> None:
         """Train ModMap (or a baseline) on a category's nominal training instance, all N x N view pairs."""
-        from mv3dad.config import load_config
-        from mv3dad.data.rig import REPO_ROOT
+        from mv3dad.config import default_config, load_config
         from mv3dad.mapping.fit import FitConfig
         from mv3dad.pipeline.features import EncoderConfig
         from mv3dad.pipeline.fit import FitJob, run_fit
 
-        try:
-            cfg_path = config or (REPO_ROOT / "configs" / "modmap.yaml")
-            fit_cfg = load_config(FitConfig, cfg_path if Path(cfg_path).is_file() else None, epochs=epochs,
-                                  mapper=mapper, multi_class=multi_class or None,
-                                  modulation=False if no_modulation else None, device=device)
-            enc = load_config(EncoderConfig, None, image_encoder=image_encoder,
-                              image_weights=str(image_weights) if image_weights else None,
-                              depth_encoder=str(depth_encoder) if depth_encoder else None,
-                              random_init=random_init, image_size=image_size, device=device)
-            job = FitJob(str(data), [c for c in category.split(",") if c], str(out), views=views, setup=setup,
-                         method=method, encoders=enc, fit=fit_cfg, cache_features=not no_cache, coreset=coreset,
-                         resume=resume)
-            run_fit(job)
-        except (ValueError, FileNotFoundError, RuntimeError) as e:
-            _fail(e)
+        fit_cfg = load_config(FitConfig, config or default_config("modmap.yaml"), epochs=epochs, mapper=mapper,
+                              multi_class=multi_class or None, modulation=False if no_modulation else None,
+                              device=device)
+        enc = load_config(EncoderConfig, None, image_encoder=image_encoder,
+                          image_weights=str(image_weights) if image_weights else None,
+                          depth_encoder=str(depth_encoder) if depth_encoder else None,
+                          random_init=random_init, image_size=image_size, device=device)
+        job = FitJob(str(data), [c for c in category.split(",") if c], str(out), views=views, setup=setup,
+                     method=method, encoders=enc, fit=fit_cfg, cache_features=not no_cache, coreset=coreset,
+                     resume=resume)
+        run_fit(job)
         typer.echo(f"run written to {out}")
 
     @app.command()
@@ -89,12 +82,9 @@ def register(app: typer.Typer) -> None:
         """Score every test sample: N x N view-pair maps, min over sources, back-projection with max."""
         from mv3dad.pipeline.predict import PredictJob, run_predict
 
-        try:
-            run_predict(PredictJob(str(run), str(data), str(out), views=views, sources=sources, fuse=fuse,
-                                   formats=list(format), save_maps=save_maps, grid=grid, remove_plane=remove_plane,
-                                   backend=backend, seed=seed, supersample=supersample))
-        except (ValueError, FileNotFoundError, RuntimeError) as e:
-            _fail(e)
+        run_predict(PredictJob(str(run), str(data), str(out), views=views, sources=sources, fuse=fuse,
+                               formats=list(format), save_maps=save_maps, grid=grid, remove_plane=remove_plane,
+                               backend=backend, seed=seed, supersample=supersample))
         typer.echo(f"predictions written to {out}")
 
     @app.command()
@@ -110,10 +100,7 @@ def register(app: typer.Typer) -> None:
         """I-AUROC and V-AUPRO@1% / @30% per category and their mean, as a Markdown table."""
         from mv3dad.pipeline.evaluate import run_evaluate
 
-        try:
-            _, table = run_evaluate(pred, data, json_out, evaluate=elements, mode=mode)
-        except (ValueError, FileNotFoundError, RuntimeError) as e:
-            _fail(e)
+        _, table = run_evaluate(pred, data, json_out, evaluate=elements, mode=mode)
         if markdown is not None:
             markdown.write_text(table + "\n")
         typer.echo(table)

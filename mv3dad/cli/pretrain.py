@@ -1,4 +1,7 @@
-"""CLI commands: pretrain (imports of heavy libraries stay inside the commands so that --help is fast)."""
+"""CLI commands: pretrain (imports of heavy libraries stay inside the commands so that --help is fast).
+
+Failures are reported by the one handler of :mod:`mv3dad.cli.main` (``error: <message>``, exit 2 for bad input).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ _HELP = {
     "image_size": "Global crop side in pixels (multiple of 14).",
     "batch_size": "Samples per step and process.",
     "resume": "Continue the run in --out from its latest checkpoint.",
-    "config": "YAML config (PretrainConfig fields; see configs/pretrain_depth.yaml).",
+    "config": "YAML config (PretrainConfig fields; see mv3dad/configs/pretrain_depth.yaml).",
     "seed": "Seed of everything.",
     "workers": "Data-loading worker processes.",
 }
@@ -28,18 +31,12 @@ def _run(modality: str, out: Path, data: Optional[List[Path]], synthetic: bool, 
     from rich.console import Console
 
     from mv3dad.config import load_config
-    from mv3dad.encoders import EncoderError
     from mv3dad.pretrain.config import PretrainConfig
     from mv3dad.pretrain.trainer import pretrain
 
-    console = Console(stderr=True)
-    try:
-        cfg = load_config(PretrainConfig, config, modality=modality, steps=steps, image_size=image_size,
-                          batch_size=batch_size, seed=seed, num_workers=num_workers)
-        summary = pretrain(cfg, out, data or [], synthetic, resume)
-    except (ValueError, FileExistsError, EncoderError) as e:  # DataError/CorpusError are ValueErrors
-        console.print(f"[red]error:[/] {e}")
-        raise typer.Exit(1) from None
+    cfg = load_config(PretrainConfig, config, modality=modality, steps=steps, image_size=image_size,
+                      batch_size=batch_size, seed=seed, num_workers=num_workers)
+    summary = pretrain(cfg, out, data or [], synthetic, resume)
     if summary["rank"] == 0:
         Console().print(f"[green]wrote[/] {out / 'encoder.safetensors'} and {out / 'encoder.json'} "
                         f"({summary['steps']} steps, final loss {summary['final_loss']:.4f})")
@@ -69,7 +66,7 @@ def register(app: typer.Typer) -> None:
     """Add this module's commands to app."""
     app.command("pretrain-depth", help=(
         "Self-supervised DINOv2-style pretraining of DINO-Depth (a 1-channel ViT-S/14) on depth maps.\n\n"
-        "Multi-GPU / multi-process: torchrun --nproc_per_node N -m mv3dad.pretrain pretrain-depth ..."))(
+        "Multi-GPU / multi-process: torchrun --nproc_per_node N -m mv3dad pretrain-depth ..."))(
         _command("depth"))
     app.command("pretrain-image", help=(
         "The same trainer for a 3-channel image encoder (for sites that cannot reach a model hub)."))(

@@ -1,4 +1,7 @@
-"""CLI commands: synth (imports of heavy libraries stay inside the commands so that --help is fast)."""
+"""CLI commands: synth (imports of heavy libraries stay inside the commands so that --help is fast).
+
+Failures are reported by the one handler of :mod:`mv3dad.cli.main` (``error: <message>``, exit 2 for bad input).
+"""
 
 from pathlib import Path
 from typing import List, Optional
@@ -39,7 +42,7 @@ def synth(
                                                help="write each instance's mesh.ply (default: off)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="random seed (default 0)"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML of SynthConfig fields (see "
-                                                                 "configs/synth.yaml); options override it"),
+                                                                 "mv3dad/configs/synth.yaml); options override it"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace instances already in OUT (by default "
                                                               "an interrupted run with the same settings resumes)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
@@ -55,16 +58,12 @@ def synth(
     if cats is None and mesh:
         cats = ()
     start = time.perf_counter()
-    try:
-        cfg = load_config(SynthConfig, config, categories=cats, meshes=tuple(str(m) for m in mesh) if mesh else None,
-                          views=views, rig=rig, image_size=image_size, train_instances=train_instances,
-                          test_instances=test_instances, anomalous_fraction=anomalous_fraction, setup=setup,
-                          voxel_size=voxel_size, rgb=rgb, support=support, preview=preview,
-                          save_meshes=save_meshes, seed=seed)
-        generate_benchmark(out, cfg, overwrite=overwrite, progress=progress)
-    except (OSError, ValueError) as exc:  # DataError and CalibrationError are ValueErrors
-        typer.secho(f"error: {exc}", err=True, fg="red")
-        raise typer.Exit(1) from None
+    cfg = load_config(SynthConfig, config, categories=cats, meshes=tuple(str(m) for m in mesh) if mesh else None,
+                      views=views, rig=rig, image_size=image_size, train_instances=train_instances,
+                      test_instances=test_instances, anomalous_fraction=anomalous_fraction, setup=setup,
+                      voxel_size=voxel_size, rgb=rgb, support=support, preview=preview,
+                      save_meshes=save_meshes, seed=seed)
+    generate_benchmark(out, cfg, overwrite=overwrite, progress=progress)
     n = len(cfg.categories) + len(cfg.meshes)
     typer.echo(f"wrote {out}: {n} categories x ({cfg.train_instances} train + {cfg.test_instances} test) instances, "
                f"{cfg.setup}, {time.perf_counter() - start:.1f} s")

@@ -1,4 +1,7 @@
-"""CLI commands: volume export and pictures (heavy imports stay inside the commands so that --help is fast)."""
+"""CLI commands: volume export and pictures (heavy imports stay inside the commands so that --help is fast).
+
+Failures are reported by the one handler of :mod:`mv3dad.cli.main` (``error: <message>``, exit 2 for bad input).
+"""
 
 from pathlib import Path
 from typing import Optional
@@ -6,11 +9,6 @@ from typing import Optional
 import typer
 
 VOLUME_HELP = "saved score volume: .npz (canonical), .npy (+ .npy.json sidecar), .zarr store or .vdb"
-
-
-def _fail(exc: Exception) -> None:
-    typer.secho(f"error: {exc}", err=True, fg="red")
-    raise typer.Exit(1)
 
 
 def export(
@@ -27,24 +25,21 @@ def export(
     from mv3dad.export import (MESH_FORMATS, isosurface, load_volume, save_mesh, save_volume, volume_format,
                                write_ply_points)
 
-    try:
-        fmt = volume_format(out, to)
-        mesh_format = mesh_format.lower()
-        if threshold is not None and mesh_format not in MESH_FORMATS:
-            raise ValueError(f"--mesh-format must be one of {MESH_FORMATS}, got {mesh_format!r}")
-        da = load_volume(volume)
-        mesh = isosurface(da, threshold, where=str(volume)) if threshold is not None else None
-        if fmt == "ply":
-            write_ply_points(da, out, cmap=cmap)
-        else:
-            save_volume(da, out, fmt)
-        typer.echo(f"wrote {out} ({fmt})")
-        if mesh is not None:
-            mesh_path = out.with_name(out.name.removesuffix(out.suffix) + f"_iso.{mesh_format}")
-            save_mesh(mesh, mesh_path, mesh_format)
-            typer.echo(f"wrote {mesh_path} (isosurface at {threshold:g}: {len(mesh.faces)} triangles)")
-    except (OSError, ValueError) as exc:  # DataError and ExportError included
-        _fail(exc)
+    fmt = volume_format(out, to)
+    mesh_format = mesh_format.lower()
+    if threshold is not None and mesh_format not in MESH_FORMATS:
+        raise ValueError(f"--mesh-format must be one of {MESH_FORMATS}, got {mesh_format!r}")
+    da = load_volume(volume)
+    mesh = isosurface(da, threshold, where=str(volume)) if threshold is not None else None
+    if fmt == "ply":
+        write_ply_points(da, out, cmap=cmap)
+    else:
+        save_volume(da, out, fmt)
+    typer.echo(f"wrote {out} ({fmt})")
+    if mesh is not None:
+        mesh_path = out.with_name(out.name.removesuffix(out.suffix) + f"_iso.{mesh_format}")
+        save_mesh(mesh, mesh_path, mesh_format)
+        typer.echo(f"wrote {mesh_path} (isosurface at {threshold:g}: {len(mesh.faces)} triangles)")
 
 
 def render(
@@ -64,13 +59,10 @@ def render(
     from mv3dad.export import load_volume
     from mv3dad.viz.render import RenderConfig, render_volume
 
-    try:
-        cfg = load_config(RenderConfig, config, views=views, quantile=quantile)
-        da = load_volume(volume)
-        render_volume(da, out, obj=mesh, threshold=threshold, config=cfg, where=str(volume))
-        typer.echo(f"wrote {out}")
-    except (OSError, ValueError) as exc:
-        _fail(exc)
+    cfg = load_config(RenderConfig, config, views=views, quantile=quantile)
+    da = load_volume(volume)
+    render_volume(da, out, obj=mesh, threshold=threshold, config=cfg, where=str(volume))
+    typer.echo(f"wrote {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -28,16 +28,12 @@ from typing import Callable
 
 import numpy as np
 
-from mv3dad.data.scene import DataError
+from mv3dad.errors import CorpusError, DataError
 
 DEPTH_SUFFIXES = {".npy", ".exr", ".tif", ".tiff", ".png"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 _DEPTH_DIRS = {"depth", "xyz", "depths"}
 _NOT_IMAGE = ("depth", "mask", "normal", "xyz", "gt")
-
-
-class CorpusError(DataError):
-    """A corpus is empty, has too many bad files, or a file cannot be read (the message names it)."""
 
 
 def _walk(paths: Iterable[str | Path]) -> list[Path]:

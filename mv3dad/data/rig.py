@@ -1,6 +1,6 @@
 """Calibrated multi-camera rigs: the hemisphere rigs of the synthetic benchmark and the ``calib/`` YAML format.
 
-A rig file (see ``calib/README.md``) is human-readable YAML::
+A rig file (see ``mv3dad/calib/README.md``) is human-readable YAML::
 
     name: hemisphere12
     units: mm
@@ -26,13 +26,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from mv3dad.geometry.camera import CalibrationError, Camera
+from mv3dad.errors import CalibrationError
+from mv3dad.geometry.camera import Camera
+from mv3dad.io import atomic_write, package_path, read_yaml, resolve_data_path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-"""The repository root (``calib/`` lives there)."""
-
-CALIB_DIR = REPO_ROOT / "calib"
-"""The folder of the built-in rig files."""
+CALIB_DIR = package_path("calib")
+"""The folder of the built-in rig files, shipped inside the package (``mv3dad/calib/``)."""
 
 BUILTIN_RIGS = {"hemisphere12": "hemisphere12.yaml", "hemisphere36": "hemisphere36.yaml"}
 """Built-in rig name -> file name in :data:`CALIB_DIR`."""
@@ -64,11 +63,9 @@ class Rig:
 
 
 def resolve_repo_path(path: str | Path) -> Path:
-    """``path`` itself when absolute or present relative to the current folder, else relative to the repo root."""
-    path = Path(path)
-    if path.is_absolute() or path.exists():
-        return path
-    return REPO_ROOT / path
+    """``path`` itself when absolute or present relative to the current folder, else inside the package
+    (``"calib/sim3d"`` -> ``mv3dad/calib/sim3d``); :func:`mv3dad.io.resolve_data_path` under its old name."""
+    return resolve_data_path(path)
 
 
 # ------------------------------------------------------------------------------------------------ hemisphere
@@ -162,18 +159,13 @@ def camera_from_yaml(d: object, where: str) -> Camera:
 
 
 def load_rig(path: str | Path) -> Rig:
-    """Read and validate a rig YAML file (format in the module docstring and ``calib/README.md``).
+    """Read and validate a rig YAML file (format in the module docstring and ``mv3dad/calib/README.md``).
 
     Raises:
         CalibrationError: naming ``path``, the camera index and the field on any problem.
     """
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CalibrationError(f"{path}: rig file not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise CalibrationError(f"{path}: cannot read rig file: {e}") from None
+    doc = read_yaml(path, "rig file", mapping=False, error=CalibrationError)
     if not isinstance(doc, dict):
         raise CalibrationError(f"{path}: a rig file must hold a mapping with name, units, convention, cameras")
     if doc.get("units", "mm") != "mm":
@@ -210,20 +202,20 @@ def save_rig(rig: Rig, path: str | Path) -> Path:
         raise CalibrationError(f"{path}: rig {rig.name!r} has no cameras")
     for i, cam in enumerate(rig.cameras):
         cam.validate(f"{path}: camera {i}")
-    from mv3dad.export.atomic import atomic_write
-
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, rig_to_yaml(rig))
 
 
 def builtin_rig(name: str) -> Rig:
-    """A built-in rig by name (``"hemisphere12"``, ``"hemisphere36"`` from ``calib/``) or a rig file path."""
+    """A built-in rig by name (``"hemisphere12"``, ``"hemisphere36"`` from the package's ``mv3dad/calib/``) or a
+    rig file path (a file of that name in the current folder wins over the packaged one)."""
     if name in BUILTIN_RIGS:
         path = CALIB_DIR / BUILTIN_RIGS[name]
         if not path.is_file():
-            raise CalibrationError(f"{path}: built-in rig {name!r} is missing from the repository's calib/ folder")
+            raise CalibrationError(f"{path}: built-in rig {name!r} is missing from the installed mv3dad package "
+                                   "(reinstall mv3dad)")
         return load_rig(path)
-    path = resolve_repo_path(name)
+    path = resolve_data_path(name)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         return load_rig(path)
     raise CalibrationError(f"unknown rig {name!r}: use one of {sorted(BUILTIN_RIGS)} or a rig YAML file path")

@@ -8,13 +8,10 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
+from mv3dad.errors import DataError
 from mv3dad.geometry.camera import Camera
 
 Label = Literal["nominal", "anomalous"]
-
-
-class DataError(ValueError):
-    """Input data is malformed; the message names the file (or object) and the problem."""
 
 
 @dataclass(eq=False)

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from mv3dad.data.layout import CategoryData, Dataset, SampleSequence, load_depth_array, read_gt_npz, read_png
-from mv3dad.data.rig import Rig, load_rig, resolve_repo_path
+from mv3dad.data.rig import Rig, load_rig
 from mv3dad.data.scene import DataError, Sample, View
 from mv3dad.geometry.camera import CalibrationError
+from mv3dad.io import resolve_data_path
 
 SIM3D_CLASSES = ("plastic_stool", "rubbish_bin", "wicker_vase", "bathroom_forniture", "container",
                  "plastic_vase", "sink_cabinet", "wooden_stool")
@@ -169,7 +170,7 @@ def open_sim3d(root: str | Path, calib_dir: str | Path = "calib/sim3d",
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: SiM3D root folder is missing")
-    calib = resolve_repo_path(calib_dir)
+    calib = resolve_data_path(calib_dir)
     if classes is None:
         classes = [c for c in SIM3D_CLASSES if (root / c).is_dir()]
         if not classes:

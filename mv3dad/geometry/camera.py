@@ -6,9 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-class CalibrationError(ValueError):
-    """A camera's parameters are not physically valid."""
+from mv3dad.errors import CalibrationError
 
 
 @dataclass(frozen=True, eq=False)

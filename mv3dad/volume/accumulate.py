@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 
 from mv3dad.data.scene import View
+from mv3dad.errors import GridTooLargeError
 from mv3dad.geometry.grid import VoxelGrid
 from mv3dad.volume.backends import create_backend, resolve_backend
 from mv3dad.volume.grid_for import as_grid, grid_for_views, view_lifting
@@ -20,10 +21,6 @@ from mv3dad.volume.resample import check_aspect, resize_bilinear
 
 REDUCTIONS = ("max", "mean")
 DEFAULT_MAX_BYTES = 4 * 2**30
-
-
-class GridTooLargeError(MemoryError, ValueError):
-    """A volume would need more memory than allowed; raised before anything is allocated."""
 
 
 def required_bytes(grid: VoxelGrid, reduce: str = "max") -> int:

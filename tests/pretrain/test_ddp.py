@@ -15,7 +15,7 @@ def test_torchrun_two_cpu_processes_end_with_identical_weights(tmp_path, depth_c
     cfg.write_text(yaml.safe_dump({**tiny_fields, "batch_size": 2, "num_workers": 0}))
     out = tmp_path / "ddp_run"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    cmd = ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "mv3dad.pretrain", "pretrain-depth",
+    cmd = ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "mv3dad", "pretrain-depth",
            "--out", str(out), "--data", str(depth_corpus), "--config", str(cfg), "--steps", "3"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=170)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

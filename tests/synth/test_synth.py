@@ -268,7 +268,7 @@ def test_cli_contract_command_and_reader(tmp_path):
             else:
                 assert s.gt is None
     bad = CliRunner().invoke(app, ["synth", str(tmp_path / "x"), "--categories", "teapot"])
-    assert bad.exit_code == 1 and "unknown category" in bad.output
+    assert bad.exit_code == 2 and "unknown category" in bad.output
 
 
 def test_corpus_stream_is_deterministic_depth():

@@ -95,7 +95,7 @@ def test_tiles_and_cli(tmp_path):
     # the blob faces views 1 ("front-right, above"), 3 ("top") and 4 ("front"); view 2 sees it through the object
     assert all(_coloured(tile).sum() > 20 for tile in (img[:100, :120], img[100:, :120], img[100:, 120:]))
     r = CliRunner().invoke(app, ["render", str(vol), "--out", str(tmp_path / "x.png"), "--threshold", "5"])
-    assert r.exit_code == 1 and "no voxel has a score >= threshold 5" in r.output
+    assert r.exit_code == 2 and "no voxel has a score >= threshold 5" in r.output
     assert not (tmp_path / "x.png").exists()
 
 
