@@ -5,14 +5,14 @@
 # Settings are scaled down for a laptop CPU; docs/quality.md has the full-size commands and measured figures.
 set -euo pipefail
 OUT="${1:-out/quickstart}"
-CONFIGS="$(cd "$(dirname "$0")/../configs" && pwd)"  # so that the script runs from any directory
 CAT=vase
 mkdir -p "$OUT"
 
 mv3dad synth "$OUT/data" --categories "$CAT" --views 12 --image-size 128 --test-instances 6 --seed 0 --save-meshes
 
 # DINO-Depth: self-supervised ViT-S/14 on an endless synthetic depth corpus (a short run; see docs/pretrain.md).
-mv3dad pretrain-depth --config "$CONFIGS/pretrain_depth_quick.yaml" --synthetic --out "$OUT/dino_depth" \
+# configs/pretrain_depth_quick.yaml ships in the package (mv3dad/configs/), so this runs from any directory.
+mv3dad pretrain-depth --config configs/pretrain_depth_quick.yaml --synthetic --out "$OUT/dino_depth" \
   --steps 20 --image-size 112 --batch-size 4
 
 # The image encoder is DINOv2 ViT-B/14; its pretrained weights come from the timm hub or a local file

@@ -17,7 +17,7 @@ def write_section(doc: Path, section: str, begin: str, end: str, title: str) -> 
     ``section`` should itself start with ``begin`` and end with ``end``; a new page starts with ``# title``.
     The page is written atomically.
     """
-    from mv3dad.export.atomic import atomic_write
+    from mv3dad.io import atomic_write
 
     text = doc.read_text() if doc.is_file() else f"# {title}\n\n"
     if begin in text and end in text:

@@ -262,7 +262,7 @@ def main(argv=None) -> None:
         fits[name] = {"constant": float(c[0]), "per_view": float(c[1]), "per_pair": float(c[2]), "r2": r2}
     import torch
 
-    from mv3dad.export.atomic import atomic_write
+    from mv3dad.io import atomic_write
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())

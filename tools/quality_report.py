@@ -256,7 +256,7 @@ def predict_eval(run: Path, root: Path, pred: Path, test_cache: Path, fuse: str 
     """
     import torch
 
-    from mv3dad.export.atomic import atomic_write
+    from mv3dad.io import atomic_write
     from mv3dad.pipeline.evaluate import run_evaluate
     from mv3dad.pipeline.predict import PredictJob, run_predict
 
@@ -424,7 +424,7 @@ def parse(argv=None):
 def main(argv=None) -> None:
     import torch
 
-    from mv3dad.export.atomic import atomic_write
+    from mv3dad.io import atomic_write
 
     a = parse(argv)
     if a.render_only:

@@ -244,7 +244,7 @@ def main(argv=None) -> None:
 
     import torch
 
-    from mv3dad.export.atomic import atomic_write
+    from mv3dad.io import atomic_write
 
     a = parse(argv)
     torch.set_num_threads(a.threads)

@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from mv3dad.errors import CorpusError, DataError
+from mv3dad.io import atomic_write
 
 DEPTH_SUFFIXES = {".npy", ".exr", ".tif", ".tiff", ".png"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -243,6 +244,4 @@ def scan_corpus(paths: Iterable[str | Path], modality: str = "depth", max_bad_fr
 
 def save_corpus(corpus: Corpus, path: str | Path) -> None:
     """Write the scan result as JSON (atomically)."""
-    from mv3dad.export.atomic import atomic_write
-
     atomic_write(path, json.dumps(corpus.to_json()))

@@ -32,6 +32,7 @@ from mv3dad.data.rig import Rig, load_rig, save_rig
 from mv3dad.data.scene import DataError, Sample, View
 from mv3dad.geometry.camera import CalibrationError
 from mv3dad.geometry.grid import VoxelGrid
+from mv3dad.io import atomic_write, read_json
 
 FORMAT = "mv3dad"
 VERSION = 1
@@ -267,18 +268,6 @@ def _move_into_place(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: file is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: cannot read JSON: {e}") from None
-    if not isinstance(doc, dict):
-        raise DataError(f"{path}: must hold a JSON object")
-    return doc
-
-
 def read_sample(instance_dir: str | Path) -> Sample:
     """Read and validate one instance folder of the mv3dad layout.
 
@@ -289,7 +278,7 @@ def read_sample(instance_dir: str | Path) -> Sample:
     d = Path(instance_dir)
     if not d.is_dir():
         raise DataError(f"{d}: instance folder is missing")
-    meta = _read_json(d / "meta.json")
+    meta = read_json(d / "meta.json", "meta.json")
     for key in ("category", "instance_id", "label"):
         if not isinstance(meta.get(key), str):
             raise DataError(f"{d / 'meta.json'}: field {key!r} is missing or not a string")
@@ -406,8 +395,6 @@ def _split_sequence(split_dir: Path) -> SampleSequence:
 
 def write_benchmark_info(root: str | Path, categories: list[str], **settings) -> Path:
     """Write ``<root>/benchmark.json`` atomically: format, version, categories and the generator ``settings``."""
-    from mv3dad.export.atomic import atomic_write
-
     for c in categories:
         _check_name(c, "category")
     path = Path(root) / BENCHMARK_FILE
@@ -419,7 +406,7 @@ def write_benchmark_info(root: str | Path, categories: list[str], **settings) ->
 def read_benchmark_info(root: str | Path) -> dict:
     """``<root>/benchmark.json`` checked for format ``"mv3dad"``, a supported version and a category list."""
     path = Path(root) / BENCHMARK_FILE
-    doc = _read_json(path)
+    doc = read_json(path, "benchmark info")
     if doc.get("format") != FORMAT:
         raise DataError(f"{path}: format must be {FORMAT!r}, got {doc.get('format')!r}")
     if not isinstance(doc.get("version"), int) or doc["version"] > VERSION:

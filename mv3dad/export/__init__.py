@@ -11,14 +11,14 @@ from pathlib import Path
 
 import xarray as xr
 
-from mv3dad.data.scene import DataError
-from mv3dad.export.atomic import ExportError
+from mv3dad.errors import DataError
 from mv3dad.export.checks import volume_parts
 from mv3dad.export.mesh import MESH_FORMATS, isosurface, save_mesh
 from mv3dad.export.npy import load_npy, load_npz, save_npy, save_npz
 from mv3dad.export.ply import write_ply_points
 from mv3dad.export.vdb import load_vdb, read_vdb, write_vdb
 from mv3dad.export.zarr_io import load_zarr, save_zarr
+from mv3dad.io import ExportError
 
 WRITERS = {"npz": save_npz, "npy": save_npy, "zarr": save_zarr, "vdb": write_vdb, "ply": write_ply_points}
 READERS = {"npz": load_npz, "npy": load_npy, "zarr": load_zarr, "vdb": load_vdb}

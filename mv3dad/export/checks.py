@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from mv3dad.data.scene import DataError
+from mv3dad.errors import DataError
 from mv3dad.geometry.grid import DIMS, VoxelGrid
 
 

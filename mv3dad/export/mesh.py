@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from mv3dad.export.atomic import atomic_file
 from mv3dad.export.checks import volume_parts
+from mv3dad.io import atomic_file
 
 MESH_FORMATS = ("ply", "stl", "glb")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from mv3dad.export.atomic import atomic_file
 from mv3dad.export.checks import volume_parts
+from mv3dad.io import atomic_file
 
 
 def score_colors(scores: np.ndarray, vmin: float, vmax: float, cmap: str = "turbo") -> np.ndarray:

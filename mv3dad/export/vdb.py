@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from mv3dad.data.scene import DataError
-from mv3dad.export.atomic import atomic_file
+from mv3dad.errors import DataError
 from mv3dad.export.checks import to_dataarray, volume_parts
 from mv3dad.geometry.grid import VoxelGrid
+from mv3dad.io import atomic_file
 
 MAGIC = 0x56444220
 FILE_VERSION = 224

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from mv3dad.data.scene import DataError
-from mv3dad.export.atomic import atomic_dir
+from mv3dad.errors import DataError
 from mv3dad.export.checks import to_dataarray, volume_parts
 from mv3dad.geometry.grid import DIMS, VoxelGrid
+from mv3dad.io import atomic_dir
 
 CHUNK = 64
 

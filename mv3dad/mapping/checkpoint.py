@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from mv3dad.io import atomic_write, read_json
 from mv3dad.mapping.model import ModMapModel
 
 WEIGHTS = "modmap.safetensors"
@@ -44,8 +45,6 @@ def save_checkpoint(out_dir: str | Path, model: ModMapModel, *, epoch: int, fit_
         meta: JSON-serialisable caller metadata (encoder names / weight hashes, rig, views, preprocessing).
         train_state: ``{"optimizer": ..., "scheduler": ...}`` state dicts for resuming, or None.
     """
-    from mv3dad.export.atomic import atomic_write
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -68,12 +67,9 @@ def save_checkpoint(out_dir: str | Path, model: ModMapModel, *, epoch: int, fit_
 def read_record(ckpt_dir: str | Path) -> dict:
     """The JSON record of a checkpoint directory (clear error naming the file when missing or malformed)."""
     path = Path(ckpt_dir) / RECORD
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no ModMap checkpoint here (missing {RECORD})") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: cannot read checkpoint record: {e}") from None
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no ModMap checkpoint here (missing {RECORD})")
+    record = read_json(path, "checkpoint record")
     missing = {"format_version", "epoch", "weights_sha256", "model"} - set(record)
     if missing:
         raise ValueError(f"{path}: checkpoint record lacks {sorted(missing)}")

@@ -13,6 +13,7 @@ from scipy import ndimage
 from mv3dad.data.scene import Sample, View
 from mv3dad.geometry.grid import VoxelGrid
 from mv3dad.geometry.projection import project_points
+from mv3dad.io import atomic_file
 
 
 def gt_mask(view: View, gt, tol_mm: float | None = None) -> np.ndarray:
@@ -117,8 +118,6 @@ def contact_sheet(rows: list[tuple[str, Sample, Sample | None]], path: str | Pat
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from mv3dad.export.atomic import atomic_file
 
     n_views = max(1, min(n_views, min(len(r[1].views) for r in rows)))
     nrows = sum(3 if r[2] is not None else 1 for r in rows)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from mv3dad.data.scene import DataError
-from mv3dad.export.atomic import atomic_file
+from mv3dad.errors import DataError
 from mv3dad.export.checks import volume_parts
+from mv3dad.io import atomic_file
 
 # name, direction from the scene's centre to the camera, camera up vector
 VIEWS = (
