@@ -284,12 +284,11 @@ def test_corpus_stream_is_deterministic_depth():
 
 def test_config_file_matches_the_defaults():
     import dataclasses
-    from pathlib import Path
 
-    from mv3dad.config import load_config
+    from mv3dad.config import default_config, load_config
     from mv3dad.synth.generate import SynthConfig
 
-    path = Path(__file__).resolve().parents[2] / "configs" / "synth.yaml"
+    path = default_config("synth.yaml")
     assert dataclasses.asdict(load_config(SynthConfig, path)) == dataclasses.asdict(SynthConfig())
     with pytest.raises(ValueError, match="setup"):
         SynthConfig(setup="real2synth")
