@@ -1,12 +1,15 @@
 """Frozen feature extractors (image: DINOv2 ViT-B/14; depth: DINO-Depth ViT-S/14) and their preprocessing."""
 
+from mv3dad.encoders.dinov3 import DinoV3Config, DinoV3ViT
 from mv3dad.encoders.preprocess import (DepthScaling, SquareFit, preprocess_depth, preprocess_image, scale_depth,
                                         to_original, token_validity)
 from mv3dad.encoders.vit import (DEFAULT_DEPTH_ENCODER, DEFAULT_IMAGE_ENCODER, Encoder, EncoderError, EncoderSpec,
                                  build_encoder, check_token_grids, list_encoders, load_encoder, load_weights,
                                  register_encoder, save_encoder)
+from mv3dad.encoders.release import load_authors_release, save_as_authors_release  # noqa: E402  (after vit)
 
-__all__ = ["DEFAULT_DEPTH_ENCODER", "DEFAULT_IMAGE_ENCODER", "DepthScaling", "Encoder", "EncoderError",
-           "EncoderSpec", "SquareFit", "build_encoder", "check_token_grids", "list_encoders", "load_encoder",
-           "load_weights", "preprocess_depth", "preprocess_image", "register_encoder", "save_encoder",
-           "scale_depth", "to_original", "token_validity"]
+__all__ = ["DEFAULT_DEPTH_ENCODER", "DEFAULT_IMAGE_ENCODER", "DepthScaling", "DinoV3Config", "DinoV3ViT", "Encoder",
+           "EncoderError", "EncoderSpec", "SquareFit", "build_encoder", "check_token_grids", "list_encoders",
+           "load_authors_release", "load_encoder", "load_weights", "preprocess_depth", "preprocess_image",
+           "register_encoder", "save_as_authors_release", "save_encoder", "scale_depth", "to_original",
+           "token_validity"]

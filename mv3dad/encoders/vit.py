@@ -69,12 +69,23 @@ register_encoder("dinov2_vitb14_reg", EncoderSpec("vit_base_patch14_reg4_dinov2.
 register_encoder("dinov2_vits14_reg", EncoderSpec("vit_small_patch14_reg4_dinov2.lvd142m", "image"))
 register_encoder("dino_depth_vits14", EncoderSpec("vit_small_patch14_reg4_dinov2", "depth", {"in_chans": 1}))
 register_encoder(PATCH_ARCH, EncoderSpec(PATCH_ARCH, "image", {"in_chans": 3}))  # not learned: patches.py
+# ModMap's DINO-Depth architecture (DINOv3-style ViT-S/16 with RoPE, the project's own module: dinov3.py)
+register_encoder("dinov3_depth_vits16", EncoderSpec("dinov3_depth_vits16", "depth", {"in_chans": 1}))
+
+
+def _custom_arch(arch: str):
+    """The factory of an architecture implemented in this package (not in timm), or None."""
+    from mv3dad.encoders.dinov3 import ARCH_NAME, create_dinov3
+
+    return create_dinov3 if arch.split(".")[0] == ARCH_NAME else None
 
 
 def resolve(name: str, modality: Modality | None = None) -> EncoderSpec:
     """A registry name or a timm ViT name -> :class:`EncoderSpec` (timm names default to the image modality)."""
     if name in _REGISTRY:
         spec = _REGISTRY[name]
+        if modality is not None and modality != spec.modality and _custom_arch(spec.arch) is not None:
+            raise EncoderError(f"encoder {name!r} is a {spec.modality} encoder; it cannot be built as {modality}")
         if modality is not None and modality != spec.modality:
             spec = EncoderSpec(spec.arch, modality, {**spec.timm_kwargs, "in_chans": 1 if modality == "depth" else 3})
         return spec
@@ -91,6 +102,11 @@ def create_vit(arch: str, img_size: int, timm_kwargs: dict | None = None, pretra
     import timm
 
     kwargs = {"img_size": img_size, "dynamic_img_size": True, "num_classes": 0, **(timm_kwargs or {})}
+    factory = _custom_arch(arch)
+    if factory is not None:
+        if pretrained:
+            raise EncoderError(f"{arch!r} has no downloadable weights: load a release with load_encoder(DIR)")
+        return factory(**kwargs)
     model = timm.create_model(arch, pretrained=pretrained, **kwargs)
     if not hasattr(model, "forward_intermediates") or not hasattr(model, "patch_embed"):
         raise EncoderError(f"timm model {arch!r} is not a ViT with forward_intermediates")
@@ -122,7 +138,14 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     """Load a local weights file into a timm ViT; timm's own and the original DINOv2 key layouts both work."""
     from timm.models.vision_transformer import checkpoint_filter_fn
 
+    from mv3dad.encoders.dinov3 import DinoV3ViT
+
     sd = read_state_dict(path)
+    if isinstance(model, DinoV3ViT):  # DINOv3 key layout, loaded strictly
+        from mv3dad.encoders.release import load_backbone_state
+
+        load_backbone_state(model, sd, where=str(path))
+        return
     sd = {k.removeprefix("backbone.").removeprefix("module."): v for k, v in sd.items()}
     sd = checkpoint_filter_fn(sd, model)
     sd = {k: v for k, v in sd.items() if not k.startswith("head.")}
@@ -350,15 +373,23 @@ def save_encoder(out_dir: str | Path, vit: nn.Module, *, arch: str, modality: Mo
 
 def load_encoder(path: str | Path, layers: int | None = None, device: str | torch.device | None = None,
                  verify: bool = True) -> Encoder:
-    """Load an encoder written by :func:`save_encoder` (e.g. by ``mv3dad pretrain-depth``).
+    """Load an encoder written by :func:`save_encoder` (e.g. by ``mv3dad pretrain-depth``), or a DINOv3-style
+    release in the ModMap authors' layout (see :mod:`mv3dad.encoders.release`).
 
     Args:
-        path: the directory holding ``encoder.json`` and ``encoder.safetensors`` (or the JSON file itself).
+        path: the directory holding ``encoder.json`` and ``encoder.safetensors`` (or the JSON file itself); or a
+            folder holding ``config.yaml`` and ``eval/last_checkpoint/teacher_checkpoint.pth`` (or that ``.pth``
+            itself, a ``config.yaml`` in one of its parent folders).
         layers: keep the first ``layers`` blocks (None: the JSON's ``layers``).
         device: where to put it (None: CPU).
         verify: check the weights' sha256 against the JSON.
     """
     path = Path(path)
+    from mv3dad.encoders.release import is_authors_release, load_authors_release
+
+    if is_authors_release(path):
+        enc = load_authors_release(path, layers=layers)
+        return enc.to(device) if device is not None else enc
     cfg_path = path if path.suffix == ".json" else path / CONFIG_FILE
     try:
         cfg = json.loads(cfg_path.read_text())

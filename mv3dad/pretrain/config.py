@@ -12,7 +12,8 @@ class PretrainConfig:
 
     Attributes:
         modality: ``"depth"`` (1-channel DINO-Depth) or ``"image"`` (3 channels).
-        arch: timm ViT architecture to train from scratch.
+        arch: timm ViT architecture to train from scratch, or ``dinov3_depth_vits16`` (ModMap's DINOv3-style
+            ViT-S/16 with RoPE, :mod:`mv3dad.encoders.dinov3`; also exported in the authors' release layout).
         vit_depth: number of transformer blocks (None: the architecture's).
         embed_dim: token width (None: the architecture's).
         num_heads: attention heads (None: the architecture's).
@@ -20,9 +21,10 @@ class PretrainConfig:
             ViTs). At 1e-5 a freshly initialised ViT is almost the identity, so its CLS token hardly depends on
             the input and the DINO loss sits at ln K for a long time; short CPU runs train better at 0.1.
         drop_path_rate: stochastic depth of the student.
-        image_size: global crop side in pixels (a multiple of 14); also the exported encoder's nominal size.
-        local_size: local crop side in pixels (a multiple of 14); None: 7/16 of ``image_size`` rounded to a
-            multiple of 14 (DINOv2: 98 for 224).
+        image_size: global crop side in pixels (a multiple of the patch size, 14 or 16); also the exported
+            encoder's nominal size.
+        local_size: local crop side in pixels (a multiple of the patch size); None: 7/16 of ``image_size`` rounded
+            to a multiple of the patch size (DINOv2: 98 for 224 at patch 14; 96 at patch 16 as DINOv3).
         n_local_crops: local crops per sample (DINOv2: 8).
         global_scale: area range of a global crop relative to the (square-padded) view.
         local_scale: area range of a local crop.
@@ -122,11 +124,12 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if self.modality not in ("depth", "image"):
             raise ValueError(f"modality must be 'depth' or 'image', got {self.modality!r}")
+        p = self.patch_size
         if self.local_size is None:
-            self.local_size = max(14, 14 * round(self.image_size * 7 / 16 / 14))
-        if self.image_size % 14 or self.local_size % 14:
+            self.local_size = max(p, p * round(self.image_size * 7 / 16 / p))
+        if self.image_size % p or self.local_size % p:
             raise ValueError(f"image_size ({self.image_size}) and local_size ({self.local_size}) must be "
-                             f"multiples of 14")
+                             f"multiples of {self.arch}'s patch size {p}")
         if self.centering not in ("ema", "sinkhorn"):
             raise ValueError(f"centering must be 'ema' or 'sinkhorn', got {self.centering!r}")
         if self.photometric and self.modality == "depth":
@@ -137,6 +140,16 @@ class PretrainConfig:
             raise ValueError(f"layer_scale_init must be > 0 or None, got {self.layer_scale_init}")
         if self.n_local_crops < 0:
             raise ValueError(f"n_local_crops must be >= 0, got {self.n_local_crops}")
+
+    @property
+    def patch_size(self) -> int:
+        """The architecture's patch size: 16 for ``dinov3_*``, else the ``patchN`` of the timm name (default 14)."""
+        import re
+
+        if self.arch.split(".")[0].startswith("dinov3_"):
+            return 16
+        m = re.search(r"patch(\d+)", self.arch)
+        return int(m.group(1)) if m else 14
 
     @property
     def in_chans(self) -> int:

@@ -25,6 +25,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from mv3dad.data.corpus import Corpus, CorpusError, save_corpus, scan_corpus
 from mv3dad.encoders.preprocess import DepthScaling, token_validity
+from mv3dad.encoders.dinov3 import ARCH_NAME as DINOV3_ARCH
+from mv3dad.encoders.dinov3 import MaskedDinoV3, create_dinov3
 from mv3dad.encoders.vit import save_encoder
 from mv3dad.export.atomic import atomic_dir, atomic_file, atomic_write
 from mv3dad.pretrain.augment import MultiCrop
@@ -124,6 +126,28 @@ class StepBatches(Dataset):
         return {"global": g, "local": loc, "masks": masks, "targets": targets}
 
 
+def build_network(cfg: PretrainConfig, drop_path_rate: float = 0.0) -> torch.nn.Module:
+    """The student/teacher network: :class:`DinoNetwork` around a timm ViT, or around the DINOv3-style ViT."""
+    if cfg.arch.split(".")[0] != DINOV3_ARCH:
+        return DinoNetwork(cfg, drop_path_rate)
+    return DinoV3Network(cfg, drop_path_rate)
+
+
+class DinoV3Network(DinoNetwork):
+    """:class:`DinoNetwork` with the DINOv3-style ViT (RoPE, DINOv3 key names) as its maskable backbone."""
+
+    def __init__(self, cfg: PretrainConfig, drop_path_rate: float = 0.0) -> None:
+        from lightly.models.modules import DINOv2ProjectionHead
+
+        torch.nn.Module.__init__(self)
+        vit = create_dinov3(cfg.image_size, drop_path_rate, **cfg.timm_kwargs())
+        self.backbone = MaskedDinoV3(vit)
+        kw = dict(input_dim=vit.embed_dim, hidden_dim=cfg.head_hidden_dim, bottleneck_dim=cfg.head_bottleneck_dim,
+                  output_dim=cfg.n_prototypes)
+        self.dino_head = DINOv2ProjectionHead(**kw)
+        self.ibot_head = DINOv2ProjectionHead(**kw)
+
+
 def _init_distributed() -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available()
@@ -178,8 +202,8 @@ class Trainer:
         self.sources = self._sources(data, synthetic, resume and latest is not None)
 
         torch.manual_seed(cfg.seed)
-        self.student_module = DinoNetwork(cfg, cfg.drop_path_rate).to(self.device)
-        self.teacher = DinoNetwork(cfg, 0.0).to(self.device)
+        self.student_module = build_network(cfg, cfg.drop_path_rate).to(self.device)
+        self.teacher = build_network(cfg, 0.0).to(self.device)
         self.teacher.load_state_dict(self.student_module.state_dict())
         self.teacher.eval().requires_grad_(False)
         self.loss_fn = DinoV2Loss(cfg.n_prototypes, cfg.student_temp, cfg.centering, cfg.sinkhorn_iterations,
@@ -361,6 +385,14 @@ class Trainer:
             save_encoder(self.out, vit, arch=cfg.arch, modality=cfg.modality, img_size=cfg.image_size,
                          timm_kwargs=cfg.timm_kwargs(), depth_scaling=scaling if cfg.modality == "depth" else None,
                          training=summary)
+            if isinstance(self.teacher, DinoV3Network):  # also in the ModMap authors' layout
+                from mv3dad.encoders.release import write_authors_release
+
+                heads = {f"{n}.{k}": v for n in ("dino_head", "ibot_head")
+                         for k, v in getattr(self.teacher, n).state_dict().items()}
+                write_authors_release(self.out / "authors_release", vit, heads, {"crops": {
+                    "global_crops_size": cfg.image_size, "local_crops_size": cfg.local_size,
+                    "local_crops_number": cfg.n_local_crops}}, cfg.drop_path_rate)
             _write_json(self.out / "history.json", self.history)
             plot_history(self.history, self.out / "loss_curve.png")
         _barrier(self.world)
