@@ -8,7 +8,7 @@ predict) and reports:
 
 - seconds per sample of the full predict (features of both encoders, pair scoring with min over sources,
   upsampling, background filter, back-projection, writing the volume), from its ``scores.json``;
-- peak memory of one sample's predict work (``FeatureExtractor.compute`` + ``score_sample``) with the encoders and
+- peak memory of one sample's predict work (``FeatureExtractor.compute`` + ``Predictor.predict_sample``) with the encoders and
   model already loaded: peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs`` after ``malloc_trim``) above
   the RSS just before, and the tracemalloc peak (NumPy / Python allocations only; torch's CPU tensors are not
   traced);
@@ -74,10 +74,7 @@ def child(a) -> None:
     import torch
 
     from mv3dad.data import open_dataset
-    from mv3dad.geometry.grid import VoxelGrid
-    from mv3dad.pipeline.features import EncoderConfig, FeatureExtractor, load_encoders
-    from mv3dad.pipeline.fit import load_for_scoring, parse_views, select_views
-    from mv3dad.pipeline.predict import PredictJob, run_predict, score_sample
+    from mv3dad.pipeline.predict import PredictJob, Predictor, run_predict
     from mv3dad.scoring.pairs import random_sources, score_views
 
     torch.set_num_threads(a.threads)
@@ -91,22 +88,15 @@ def child(a) -> None:
     secs = [s["seconds"] for c in rec["scores"].values() for s in c.values()]
     # 2. memory: one sample's predict work (features of both encoders, scoring, volume) with the encoders and
     #    the model already loaded; peak RSS above the state just before, and the tracemalloc peak
-    run, model = load_for_scoring(a.run)
-    cfg = EncoderConfig(**run["encoders_config"])
-    img, dep = load_encoders(cfg)
-    sel = parse_views(str(a.n), len(run["views"]))
-    cat = run["categories"][0]
-    sample = select_views(open_dataset(a.data)[cat].test[0], [run["views"][i] for i in sel])
-    extractor = FeatureExtractor(img, dep, cfg)
-    g = run["grids"][cat]  # the grid run_predict uses (job.grid)
-    grid = (VoxelGrid.from_dataarray(sample.gt) if job.grid == "gt" and sample.gt is not None else
-            VoxelGrid(np.array(g["origin"]), g["voxel_size"], tuple(g["shape"])))
+    predictor = Predictor(a.run, job)
+    model, sel = predictor.method.model, predictor.model_ids
+    sample = predictor.prepare(open_dataset(a.data)[predictor.categories[0]].test[0])
     _trim()
     Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current RSS
     base = _status("VmRSS")
     tracemalloc.start()
-    feats = extractor.compute(sample)
-    vol, maps = score_sample(run, model, feats, sample, job, sel, cfg.image_size, grid, cat)
+    feats = predictor.extractor.compute(sample)
+    predictor.predict_sample(sample)
     traced = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
     peak = _status("VmHWM") - base

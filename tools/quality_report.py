@@ -232,23 +232,6 @@ def fit(run: Path, root: Path, cats: list[str], setup: str, method: str, enc_cfg
                    fit=fit_cfg, cache_features=True, resume=True), progress=False)
 
 
-@contextlib.contextmanager
-def predict_from_cache(test_cache: Path):
-    """Make ``run_predict`` read the shared test-feature cache instead of re-running the encoders.
-
-    ``PredictJob`` has no feature-cache option, so its module's ``FeatureExtractor`` is swapped for one bound to
-    ``test_cache`` for the duration (the cache key includes the encoders' identity, so nothing foreign is read).
-    """
-    import mv3dad.pipeline.predict as pp
-
-    original = pp.FeatureExtractor
-    pp.FeatureExtractor = lambda img, dep, cfg, cache_dir=None: original(img, dep, cfg, cache_dir=test_cache)
-    try:
-        yield
-    finally:
-        pp.FeatureExtractor = original
-
-
 def predict_eval(run: Path, root: Path, pred: Path, test_cache: Path, fuse: str = "max") -> dict:
     """``mv3dad predict`` + ``mv3dad evaluate``; returns the evaluation (cached in ``pred/eval.json``).
 
@@ -266,8 +249,8 @@ def predict_eval(run: Path, root: Path, pred: Path, test_cache: Path, fuse: str 
     if not (pred / "scores.json").is_file():  # written last: the predictions are complete (else re-evaluate only)
         log(f"predict + evaluate {pred.relative_to(pred.parents[2])} (fuse {fuse})")
         torch.manual_seed(0)
-        with predict_from_cache(test_cache):
-            run_predict(PredictJob(str(run), str(root), str(pred), fuse=fuse, backend="numba"), progress=False)
+        run_predict(PredictJob(str(run), str(root), str(pred), fuse=fuse, backend="numba",
+                               feature_cache=str(test_cache)), progress=False)
     res, _ = run_evaluate(pred, root)
     scores = json.loads((pred / "scores.json").read_text())
     res["seconds_per_sample"] = scores["mean_seconds_per_sample"]

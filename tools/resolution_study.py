@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from _docs import QUALITY_TITLE, write_section
 from quality_report import (BASELINES, METHOD_NAMES, REPO, Stopwatch, chance_std, encoder_config, fill_caches, fit,
-                            fmt, log, machine, merge, predict_eval, predict_from_cache, synth)
+                            fmt, log, machine, merge, predict_eval, synth)
 
 METHODS = ("knn", "cfm_vc", "modmap")
 
@@ -89,8 +89,8 @@ def silhouette_figures(run: Path, root: Path, out: Path, category: str, test_cac
     from mv3dad.pipeline.predict import PredictJob, run_predict
 
     if not (out / "scores.json").is_file():
-        with predict_from_cache(test_cache):
-            run_predict(PredictJob(str(run), str(root), str(out), save_maps=True, backend="numba"), progress=False)
+        run_predict(PredictJob(str(run), str(root), str(out), save_maps=True, backend="numba",
+                               feature_cache=str(test_cache)), progress=False)
     fg_share, top_share, peak_near = [], [], []
     for s in open_dataset(root)[category].test:
         maps = np.load(out / category / f"{s.instance_id}_maps.npz", allow_pickle=False)["maps"].astype(np.float32)

@@ -22,7 +22,13 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Run directory to write."),
         views: str = typer.Option("all", help="Views: all | K (K spread evenly) | i,j,... (rig view indices)."),
         setup: str = typer.Option("real2real", help="real2real | synth2real: which training instance."),
-        method: str = typer.Option("modmap", help="modmap | cfm | cfm_vc | cpir | modmap_lb3m | knn."),
+        method: str = typer.Option("modmap", help="modmap | cfm | cfm_vc | cpir | modmap_lb3m | knn | deviation "
+                                   "(distance to the nominal shape; needs no encoders)."),
+        reference_mesh: Optional[Path] = typer.Option(
+            None, help="deviation: the part's CAD mesh (STL/OBJ/PLY/GLB, mm, any pose); default: the fused "
+                       "training scan."),
+        registration: str = typer.Option("similarity", help="deviation: similarity (rotation, translation, "
+                                         "scale) | rigid (a wrong scale is itself a defect)."),
         mapper: Optional[str] = typer.Option(None, help="cfm | lb3m (overrides the method's mapper)."),
         no_modulation: bool = typer.Option(False, "--no-modulation", help="Switch the FiLM view modulators off."),
         multi_class: bool = typer.Option(False, "--multi-class", help="One model for all given categories."),
@@ -45,7 +51,15 @@ def register(app: typer.Typer) -> None:
         from mv3dad.mapping.fit import FitConfig
         from mv3dad.pipeline.features import EncoderConfig
         from mv3dad.pipeline.fit import FitJob, run_fit
+        from mv3dad.scoring.methods import list_methods
+        from mv3dad.scoring.methods.deviation import DeviationConfig
 
+        if method not in list_methods():
+            raise ValueError(f"--method {method!r}: choose one of {list_methods()}")
+        if reference_mesh is not None and not reference_mesh.is_file():
+            raise FileNotFoundError(f"{reference_mesh}: no such reference mesh")
+        dev_cfg = DeviationConfig(reference_mesh=str(reference_mesh) if reference_mesh else None,
+                                  registration=registration)
         fit_cfg = load_config(FitConfig, config or default_config("modmap.yaml"), epochs=epochs, mapper=mapper,
                               multi_class=multi_class or None, modulation=False if no_modulation else None,
                               device=device)
@@ -55,7 +69,7 @@ def register(app: typer.Typer) -> None:
                           random_init=random_init, image_size=image_size, device=device)
         job = FitJob(str(data), [c for c in category.split(",") if c], str(out), views=views, setup=setup,
                      method=method, encoders=enc, fit=fit_cfg, cache_features=not no_cache, coreset=coreset,
-                     resume=resume)
+                     deviation=dev_cfg, resume=resume)
         run_fit(job)
         typer.echo(f"run written to {out}")
 

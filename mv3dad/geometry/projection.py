@@ -87,3 +87,39 @@ def visible_in_depth(points: np.ndarray, camera: Camera, depth: np.ndarray, tol:
     d = depth[vi[idx].astype(np.int64), ui[idx].astype(np.int64)]
     out[idx] = (d > 0) & np.isfinite(d) & (np.abs(d - z[idx]) <= tol)
     return out
+
+
+def depth_to_point_image(depth: np.ndarray, camera: Camera) -> np.ndarray:
+    """(H, W, 3) float64 world point of every pixel, NaN where the depth is 0 or non-finite."""
+    depth = np.asarray(depth, np.float64)
+    if depth.shape != (camera.height, camera.width):
+        raise ValueError(f"depth shape {depth.shape} does not match camera {camera.height}x{camera.width}")
+    u, v = pixel_grid(*depth.shape)
+    z = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)
+    K = camera.K
+    x = (u - K[0, 2]) / K[0, 0] * z
+    y = (v - K[1, 2]) / K[1, 1] * z
+    pc = np.stack([x, y, z], axis=-1)
+    c2w = camera.cam_to_world
+    return pc @ c2w[:3, :3].T + c2w[:3, 3]
+
+
+def point_image_normals(points: np.ndarray, center: np.ndarray, max_jump: float = 5.0) -> np.ndarray:
+    """(H, W, 3) unit normals of a point image (central differences), facing the camera centre ``center``.
+
+    NaN where a neighbour is missing or more than ``max_jump`` mm away (depth discontinuities).
+    """
+    P = np.asarray(points, np.float64)
+    if P.ndim != 3 or P.shape[2] != 3:
+        raise ValueError(f"points must be (H, W, 3), got {P.shape}")
+    du = np.full_like(P, np.nan)
+    dv = np.full_like(P, np.nan)
+    du[:, 1:-1] = P[:, 2:] - P[:, :-2]
+    dv[1:-1] = P[2:] - P[:-2]
+    jump = (np.linalg.norm(du, axis=2) > 2 * max_jump) | (np.linalg.norm(dv, axis=2) > 2 * max_jump)
+    n = np.cross(du, dv)
+    n /= np.linalg.norm(n, axis=2, keepdims=True)
+    flip = np.sum(n * (np.asarray(center) - P), axis=2) < 0
+    n[flip] *= -1
+    n[jump] = np.nan
+    return n

@@ -18,6 +18,7 @@ import torch
 from mv3dad.data.scene import Sample
 from mv3dad.encoders import (DEFAULT_DEPTH_ENCODER, DEFAULT_IMAGE_ENCODER, Encoder, EncoderError, build_encoder,
                              check_token_grids, list_encoders, load_encoder, token_validity)
+from mv3dad.mapping.fit import FeatureSet
 
 
 @dataclass
@@ -92,21 +93,6 @@ def encoder_identity(enc: Encoder) -> dict:
             "weights": m.get("weights_sha256") or m.get("weights_source"), "embed_dim": enc.embed_dim}
 
 
-@dataclass
-class SampleFeatures:
-    """Token maps of one sample's N views.
-
-    Attributes:
-        img: (N, C_I, h, w) float32 image features.
-        dep: (N, C_D, h, w) float32 depth features on the same token grid.
-        valid: (N, h, w) bool, tokens that see enough measured depth (the foreground for training).
-    """
-
-    img: torch.Tensor
-    dep: torch.Tensor
-    valid: torch.Tensor
-
-
 class FeatureExtractor:
     """Computes (and caches) the features of samples with a fixed pair of encoders.
 
@@ -122,7 +108,7 @@ class FeatureExtractor:
         ident = {"image": encoder_identity(img_enc), "depth": encoder_identity(dep_enc),
                  "size": cfg.image_size, "min_valid": cfg.min_valid_fraction}
         self.identity = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
-        self._memory: dict[str, SampleFeatures] = {}
+        self._memory: dict[str, FeatureSet] = {}
 
     def _key(self, sample: Sample, split: str) -> str:
         """Names the sample and its content (a hash of every view's pixels), so that another dataset with the same
@@ -133,7 +119,7 @@ class FeatureExtractor:
             h.update(np.ascontiguousarray(v.depth).tobytes())
         return f"{sample.category}__{split}__{sample.instance_id}__{h.hexdigest()[:12]}__{self.identity}"
 
-    def __call__(self, sample: Sample, split: str = "test") -> SampleFeatures:
+    def __call__(self, sample: Sample, split: str = "test") -> FeatureSet:
         key = self._key(sample, split)
         if key in self._memory:
             return self._memory[key]
@@ -141,12 +127,13 @@ class FeatureExtractor:
         if feats is None:
             feats = self.compute(sample)
             self._write(key, feats)
+        feats.category = sample.category
         if self.cache_dir is None:
             self._memory[key] = feats
         return feats
 
     @torch.no_grad()
-    def compute(self, sample: Sample) -> SampleFeatures:
+    def compute(self, sample: Sample) -> FeatureSet:
         """Run both encoders on every view of ``sample`` (no cache)."""
         size, bs = self.cfg.image_size, self.cfg.batch_size
         x_img = self.img_enc.preprocess([v.image for v in sample.views], size)
@@ -158,9 +145,9 @@ class FeatureExtractor:
         for name, f in (("image", f_img), ("depth", f_dep)):
             if not torch.isfinite(f).all():
                 raise EncoderError(f"{sample.category}/{sample.instance_id}: NaN/inf in the {name} features")
-        return SampleFeatures(f_img.cpu(), f_dep.cpu(), valid.cpu())
+        return FeatureSet(f_img.cpu(), f_dep.cpu(), valid.cpu(), sample.category)
 
-    def _read(self, key: str) -> SampleFeatures | None:
+    def _read(self, key: str) -> FeatureSet | None:
         if self.cache_dir is None:
             return None
         path = self.cache_dir / f"{key}.safetensors"
@@ -170,11 +157,11 @@ class FeatureExtractor:
 
         try:
             t = load_file(str(path))
-            return SampleFeatures(t["img"], t["dep"], t["valid"].bool())
+            return FeatureSet(t["img"], t["dep"], t["valid"].bool())
         except Exception:  # a corrupt cache entry is recomputed, never trusted
             return None
 
-    def _write(self, key: str, feats: SampleFeatures) -> None:
+    def _write(self, key: str, feats: FeatureSet) -> None:
         if self.cache_dir is None:
             return
         from safetensors.torch import save_file

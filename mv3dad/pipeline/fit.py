@@ -16,14 +16,14 @@ import numpy as np
 
 from mv3dad.data import open_dataset
 from mv3dad.data.scene import DataError, Sample
-from mv3dad.export.atomic import atomic_file, atomic_write
-from mv3dad.mapping.fit import PRESETS, FeatureSet, FitConfig, fit_feature_sets
+from mv3dad.io.atomic import atomic_write
+from mv3dad.mapping.fit import FeatureSet, FitConfig
 from mv3dad.pipeline.features import EncoderConfig, FeatureExtractor, encoder_identity, load_encoders
+from mv3dad.scoring.methods import FitContext, create_method
+from mv3dad.scoring.methods.deviation import DeviationConfig
 from mv3dad.volume import grid_for_views
 
 RUN_FILE = "run.json"
-MEMORY_FILE = "memory.safetensors"
-METHODS = tuple(PRESETS) + ("knn",)
 
 
 @dataclass
@@ -38,8 +38,9 @@ class FitJob:
         views: ``"all"``, ``"K"`` (K views spread evenly over the rig) or ``"i,j,..."`` (rig view indices).
         setup: ``real2real`` (train on the real-like nominal instance) or ``synth2real`` (on the clean CAD
             rendering); chosen by the training instances' ``meta["setup"]`` where the data records it.
-        method: a preset of :data:`mv3dad.mapping.fit.PRESETS` (``modmap``, ``cfm``, ``cfm_vc``, ``cpir``, ...)
-            or ``knn`` (PatchCore-style per-view memory bank on the same features).
+        method: a registered method (:func:`mv3dad.scoring.list_methods`): ``modmap``, ``cfm``, ``cfm_vc``,
+            ``cpir``, ``modmap_lb3m`` (crossmodal mapping), ``knn`` (PatchCore-style per-view memory bank on the
+            same features) or ``deviation`` (distance to the nominal shape; needs no encoders).
         encoders: the frozen encoders and the input size.
         fit: the mapping's training config (the preset's fields are applied over it).
         cache_features: keep the extracted features on disk under ``<out>/features`` (reused by ``--resume``).
@@ -47,6 +48,7 @@ class FitJob:
         grid_margin: mm added around the training views' bounding box for the category grid, to hold test
             instances that sit a little differently (pose and scale variation).
         coreset: ``knn`` only: keep this fraction (float) or number (int) of tokens per view; None = all.
+        deviation: options of the ``deviation`` method (reference mesh, registration, ...).
         resume: continue an interrupted training from the run directory's checkpoint.
     """
 
@@ -62,6 +64,7 @@ class FitJob:
     voxel_size: float = 2.0
     grid_margin: float = 20.0
     coreset: float | int | None = None
+    deviation: DeviationConfig = field(default_factory=DeviationConfig)
     resume: bool = False
 
 
@@ -108,70 +111,40 @@ def training_samples(ds, category: str, setup: str) -> list[Sample]:
 
 def run_fit(job: FitJob, progress: bool = True) -> Path:
     """Train and write the run directory; returns it."""
-    if job.method not in METHODS:
-        raise ValueError(f"unknown method {job.method!r}; choose one of {METHODS}")
+    method = create_method(job.method)
     if len(job.categories) != 1 and not job.fit.multi_class:
         raise ValueError(f"{len(job.categories)} categories given: pass exactly one, or --multi-class")
     out = Path(job.out)
     out.mkdir(parents=True, exist_ok=True)
     ds = open_dataset(job.data)
-    img_enc, dep_enc = load_encoders(job.encoders)
-    extractor = FeatureExtractor(img_enc, dep_enc, job.encoders,
-                                 cache_dir=out / "features" if job.cache_features else None)
-    sets, grids, view_ids, cameras = [], {}, None, {}
+    samples, grids, view_ids, cameras = {}, {}, None, {}
     for cat in job.categories:
-        samples = training_samples(ds, cat, job.setup)
-        ids = parse_views(job.views, len(samples[0].views))
+        train = training_samples(ds, cat, job.setup)
+        ids = parse_views(job.views, len(train[0].views))
         if view_ids is None or not job.fit.multi_class:
             view_ids = ids
-        for s in samples:
-            s = select_views(s, ids)
-            f = extractor(s, split="train")
-            sets.append(FeatureSet(f.img, f.dep, f.valid, cat))
-        grid = grid_for_views(samples[0].views, voxel_size=job.voxel_size, margin=job.grid_margin)
+        samples[cat] = [select_views(s, ids) for s in train]
+        grid = grid_for_views(train[0].views, voxel_size=job.voxel_size, margin=job.grid_margin)
         grids[cat] = {"origin": grid.origin.tolist(), "voxel_size": grid.voxel_size, "shape": list(grid.shape)}
-        cameras[cat] = [v.camera.to_dict() for v in select_views(samples[0], ids).views]
-    encoders = {"image": encoder_identity(img_enc), "depth": encoder_identity(dep_enc)}
+        cameras[cat] = [v.camera.to_dict() for v in samples[cat][0].views]
+    features: dict[str, list[FeatureSet]] = {}
+    encoders = None
+    if method.needs_features:
+        img_enc, dep_enc = load_encoders(job.encoders)
+        extractor = FeatureExtractor(img_enc, dep_enc, job.encoders,
+                                     cache_dir=out / "features" if job.cache_features else None)
+        for cat, ss in samples.items():
+            features[cat] = [extractor(s, split="train") for s in ss]
+        encoders = {"image": encoder_identity(img_enc), "depth": encoder_identity(dep_enc)}
     meta = {"encoders": encoders, "image_size": job.encoders.image_size, "views": view_ids,
             "categories": job.categories, "setup": job.setup}
-    if job.method == "knn":
-        _fit_knn(sets, job, out)
-    else:
-        cfg = dataclasses.replace(job.fit, **PRESETS[job.method])
-        fit_feature_sets(sets, cfg, out_dir=out, resume=job.resume, progress=progress, meta=meta)
+    method.fit(FitContext(out, samples, features, job, meta, resume=job.resume, progress=progress))
     record = {"format": "mv3dad-run/1", "method": job.method, "data": str(job.data), "categories": job.categories,
               "setup": job.setup, "views": view_ids, "encoders_config": dataclasses.asdict(job.encoders),
               "encoders": encoders, "grids": grids, "cameras": cameras,
               "fit": dataclasses.asdict(job.fit), "coreset": job.coreset}
     atomic_write(out / RUN_FILE, json.dumps(record, indent=2), fsync=True)
     return out
-
-
-def _fit_knn(sets: list[FeatureSet], job: FitJob, out: Path) -> None:
-    from safetensors.torch import save_file
-
-    from mv3dad.scoring.knn import build_memory
-
-    if job.fit.multi_class:
-        raise ValueError("the knn memory bank is class-specific: pass one category")
-    bank = build_memory(sets, mode="separate", coreset=job.coreset, seed=job.fit.seed)
-    tensors = {f"img_{i}": t.contiguous() for i, t in enumerate(bank.img)}
-    tensors.update({f"dep_{i}": t.contiguous() for i, t in enumerate(bank.dep)})
-    with atomic_file(out / MEMORY_FILE) as tmp:
-        save_file(tensors, str(tmp))
-
-
-def load_memory(run_dir: Path):
-    """The memory bank written by a ``knn`` run."""
-    from safetensors.torch import load_file
-
-    from mv3dad.scoring.knn import MemoryBank
-
-    t = load_file(str(Path(run_dir) / MEMORY_FILE))
-    n = sum(1 for k in t if k.startswith("img_"))
-    img = [t[f"img_{i}"] for i in range(n)]
-    dep = [t[f"dep_{i}"] for i in range(n)]
-    return MemoryBank("separate", img, dep, img[0].shape[1], dep[0].shape[1])
 
 
 def read_run(run_dir: str | Path) -> dict:
@@ -183,15 +156,3 @@ def read_run(run_dir: str | Path) -> dict:
         raise FileNotFoundError(f"{path}: not a run directory (missing {RUN_FILE}; run `mv3dad fit` first)") from None
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: cannot read run record: {e}") from None
-
-
-def load_for_scoring(run_dir: str | Path) -> tuple[dict, object]:
-    """(run record, model or memory bank) of a run directory."""
-    from mv3dad.mapping.checkpoint import load_checkpoint
-
-    run = read_run(run_dir)
-    if run["method"] == "knn":
-        return run, load_memory(Path(run_dir))
-    model, _ = load_checkpoint(run_dir)
-    return run, model
-

@@ -1,10 +1,12 @@
 """``mv3dad predict``: score every test sample of a dataset with a trained run and write its 3D anomaly volume.
 
-Per sample: features once per view (both encoders) -> for each target view, the maps predicted from its source
-views, min over sources (streamed; :func:`mv3dad.scoring.pairs.score_views`) -> per-view maps upsampled to the
-depth resolution -> background filter -> per-view modality fusion (``max`` by default, which equals projecting
-both modalities and taking the max) -> back-projection into the voxel grid with max -> instance score = max of the
-volume.
+A :class:`Predictor` loads a run once and scores samples with the run's method (:mod:`mv3dad.scoring.methods`).
+Per sample: features once per view (both encoders; methods that need none skip this) -> the method's per-view
+maps (e.g. ModMap: for each target view, the maps predicted from its source views, min over sources, streamed;
+``deviation``: distances to the nominal shape at the pixels) -> token maps brought to the depth resolution through
+valid tokens only (:func:`mv3dad.encoders.preprocess.to_original_valid`) -> background filter -> per-view modality
+fusion (``max`` by default, which equals projecting both modalities and taking the max) -> back-projection into
+the voxel grid with max -> the method's volume clean-up -> instance score = max of the volume.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ import numpy as np
 
 from mv3dad.data import open_dataset
 from mv3dad.data.scene import DataError, Sample, View
-from mv3dad.encoders import SquareFit, to_original
-from mv3dad.export.atomic import atomic_file, atomic_write
+from mv3dad.encoders import SquareFit
+from mv3dad.encoders.preprocess import to_original_valid
+from mv3dad.io.atomic import atomic_file, atomic_write
 from mv3dad.geometry.camera import Camera
 from mv3dad.geometry.grid import VoxelGrid
 from mv3dad.pipeline.features import EncoderConfig, FeatureExtractor, encoder_identity, load_encoders
-from mv3dad.pipeline.fit import load_for_scoring, parse_views, select_views
+from mv3dad.pipeline.fit import parse_views, read_run, select_views
 from mv3dad.scoring.background import foreground_mask
 from mv3dad.scoring.fuse import FUSIONS, fuse
+from mv3dad.scoring.methods import ScoreOptions, ViewScores, load_method
 from mv3dad.volume import VolumeAccumulator
 from mv3dad.volume.resample import supersample_factor, supersample_view
 
@@ -64,6 +68,8 @@ class PredictJob:
             surface voxel; None = the smallest factor giving a pixel footprint of at most half a voxel (1 for
             scans already that dense, e.g. SiM3D's 12 Mpx views).
         seed: seed of the random source selection.
+        feature_cache: folder where frozen features are kept and reused (by later runs, other processes and
+            view-subsampling studies); None = computed per call.
     """
 
     run: str
@@ -81,6 +87,7 @@ class PredictJob:
     rig_tolerance_mm: float = 1.0
     supersample: int | None = None
     seed: int = 0
+    feature_cache: str | None = None
 
 
 def check_rig(sample: Sample, cameras: list[dict], tol_mm: float) -> None:
@@ -101,32 +108,105 @@ def _grid(rec: dict) -> VoxelGrid:
     return VoxelGrid(np.array(rec["origin"]), rec["voxel_size"], tuple(rec["shape"]))
 
 
-def score_sample(run: dict, scorer, feats, sample: Sample, job: PredictJob, model_ids: list[int], image_size: int,
-                 grid: VoxelGrid, category: str) -> tuple[object, np.ndarray]:
-    """(volume DataArray, (N, H, W) fused per-view maps) of one sample whose features are ``feats``."""
-    from mv3dad.scoring.knn import knn_score_views
-    from mv3dad.scoring.pairs import random_sources, score_views
+@dataclass
+class Prediction:
+    """One scored sample.
 
-    n = len(sample.views)
-    if run["method"] == "knn":
-        s_img, s_dep = knn_score_views(scorer, feats.img, feats.dep, view_ids=model_ids)
-    else:
-        sources = random_sources(n, job.sources, seed=job.seed) if job.sources else None
-        multi = scorer.categories is not None
-        s_img, s_dep = score_views(scorer, feats.img, feats.dep, sources=sources,
-                                   category=category if multi else None, view_ids=model_ids)
-    acc = VolumeAccumulator(grid, reduce="max", backend=job.backend)
-    maps = []
-    for t, view in enumerate(sample.views):
+    Attributes:
+        volume: the (X, Y, Z) score volume (``xarray.DataArray``, NaN = unobserved).
+        maps: (N, H, W) float16 fused per-view maps at the depth resolution (NaN off the foreground).
+        score: the instance score (the volume's max; NaN when nothing was observed).
+        info: per-sample facts of the method (e.g. the registration) for ``scores.json``.
+    """
+
+    volume: object
+    maps: np.ndarray
+    score: float
+    info: dict
+
+
+class Predictor:
+    """A fitted run, loaded once, that scores samples: ``predict_sample(sample) -> Prediction``.
+
+    Args:
+        run_dir: run directory written by ``mv3dad fit``.
+        job: the scoring options (views, sources, fusion, grid, backend, ...); its ``run``/``data``/``out`` are
+            not used here.
+    """
+
+    def __init__(self, run_dir: str | Path, job: PredictJob):
+        if job.fuse not in FUSIONS:
+            raise ValueError(f"--fuse {job.fuse!r}: choose one of {FUSIONS}")
+        if job.grid not in ("gt", "category"):
+            raise ValueError(f"--grid {job.grid!r}: choose 'gt' or 'category'")
+        self.run_dir, self.job = Path(run_dir), job
+        self.record = read_run(run_dir)
+        self.method = load_method(self.record["method"], self.run_dir, self.record)
+        self.extractor = None
+        self.enc_cfg = EncoderConfig(**self.record["encoders_config"])
+        if self.method.needs_features:
+            img_enc, dep_enc = load_encoders(self.enc_cfg)
+            now = {"image": encoder_identity(img_enc), "depth": encoder_identity(dep_enc)}
+            if now != self.record["encoders"]:
+                raise ValueError(f"{run_dir}: the encoders found now differ from those the run was trained with: "
+                                 f"run {self.record['encoders']}, now {now}")
+            self.extractor = FeatureExtractor(img_enc, dep_enc, self.enc_cfg, cache_dir=job.feature_cache)
+        run_views = self.record["views"]
+        self.model_ids = parse_views(job.views or "all", len(run_views))  # indices into the model's views
+        self.rig_ids = [run_views[i] for i in self.model_ids]
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.record["categories"])
+
+    def prepare(self, sample: Sample) -> Sample:
+        """The sample restricted to the selected rig views, its cameras checked against the run's."""
+        cat = sample.category
+        if cat not in self.record["categories"]:
+            raise ValueError(f"category {cat!r} is not in the run (trained on {self.record['categories']})")
+        if len(sample.views) > max(self.rig_ids):
+            sample = select_views(sample, self.rig_ids)
+        check_rig(sample, [self.record["cameras"][cat][i] for i in self.model_ids], self.job.rig_tolerance_mm)
+        return sample
+
+    def predict_sample(self, sample: Sample) -> Prediction:
+        """Score one sample (restricted and checked with :meth:`prepare`)."""
+        job, cat = self.job, sample.category
+        sample = self.prepare(sample)
+        feats = self.extractor(sample) if self.extractor is not None else None
+        opts = ScoreOptions(view_ids=self.model_ids, category=cat, sources=job.sources, seed=job.seed)
+        scores = self.method.score_views(sample, feats, opts)
+        grid = (VoxelGrid.from_dataarray(sample.gt) if job.grid == "gt" and sample.gt is not None
+                else _grid(self.record["grids"][cat]))
+        acc = VolumeAccumulator(grid, reduce="max", backend=job.backend)
+        maps = []
+        for t, view in enumerate(sample.views):
+            m = self._pixel_map(scores, t, view, feats)
+            fg = foreground_mask(view.depth, view.camera, remove_plane=job.remove_plane)
+            masked = View(view.image, np.where(fg, view.depth, 0).astype(np.float32), view.camera)
+            m = np.where(fg & np.isfinite(m), m, 0.0).astype(np.float32)
+            factor = job.supersample or supersample_factor(masked, grid.voxel_size)
+            acc.add(m, supersample_view(masked, factor), where=f"{sample.instance_id} view {t}")
+            maps.append(np.where(fg, m, np.nan).astype(np.float16))
+        vol = acc.result()
+        vol.values[...] = self.method.finish_volume(vol.values)
+        vol.attrs.update(category=cat, instance_id=sample.instance_id)
+        score = float(np.nanmax(vol.values)) if np.isfinite(vol.values).any() else float("nan")
+        return Prediction(vol, np.stack(maps), score, scores.info)
+
+    def _pixel_map(self, scores: ViewScores, t: int, view: View, feats) -> np.ndarray:
+        """(H, W) float32 map of view ``t`` at the depth resolution (NaN = unscored)."""
+        if scores.pixels is not None:
+            return np.asarray(scores.pixels[t], np.float32)
         h, w = view.depth.shape
-        fit = SquareFit(h, w, image_size)
-        m = fuse(to_original(s_img[t], fit), to_original(s_dep[t], fit), job.fuse).numpy().astype(np.float32)
-        fg = foreground_mask(view.depth, view.camera, remove_plane=job.remove_plane)
-        masked = View(view.image, np.where(fg, view.depth, 0).astype(np.float32), view.camera)
-        factor = job.supersample or supersample_factor(masked, grid.voxel_size)
-        acc.add(m, supersample_view(masked, factor), where=f"{sample.instance_id} view {t}")
-        maps.append(np.where(fg, m, np.nan).astype(np.float16))
-    return acc.result(), np.stack(maps)
+        fit = SquareFit(h, w, self.enc_cfg.image_size)
+        s_img, s_dep = scores.tokens
+        valid = feats.valid[t]
+        m = fuse(to_original_valid(s_img[t], valid, fit), to_original_valid(s_dep[t], valid, fit), self.job.fuse)
+        m = m.numpy().astype(np.float32)
+        if np.isfinite(m).any():  # pixels no valid token reaches score as the view's least anomalous surface
+            m = np.where(np.isfinite(m), m, np.nanmin(m))
+        return m
 
 
 def run_predict(job: PredictJob, progress: bool = True) -> Path:
@@ -135,58 +215,38 @@ def run_predict(job: PredictJob, progress: bool = True) -> Path:
 
     from mv3dad.export import save_volume
 
-    if job.fuse not in FUSIONS:
-        raise ValueError(f"--fuse {job.fuse!r}: choose one of {FUSIONS}")
-    if job.grid not in ("gt", "category"):
-        raise ValueError(f"--grid {job.grid!r}: choose 'gt' or 'category'")
-    run, scorer = load_for_scoring(job.run)
-    enc_cfg = EncoderConfig(**run["encoders_config"])
-    img_enc, dep_enc = load_encoders(enc_cfg)
-    now = {"image": encoder_identity(img_enc), "depth": encoder_identity(dep_enc)}
-    if now != run["encoders"]:
-        raise ValueError(f"{job.run}: the encoders found now differ from those the run was trained with: "
-                         f"run {run['encoders']}, now {now}")
-    extractor = FeatureExtractor(img_enc, dep_enc, enc_cfg)
-    run_views = run["views"]
-    sel = parse_views(job.views or "all", len(run_views))
-    model_ids = sel  # indices into the model's views
-    rig_ids = [run_views[i] for i in sel]
+    predictor = Predictor(job.run, job)
     ds = open_dataset(job.data)
-    cats = job.categories or run["categories"]
+    cats = job.categories or predictor.categories
+    for cat in cats:
+        if cat not in predictor.categories:
+            raise ValueError(f"category {cat!r} is not in the run (trained on {predictor.categories})")
+        if cat not in ds.categories:
+            raise DataError(f"{job.data}: no category {cat!r} (has {ds.categories})")
     out = Path(job.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {}
     timings = []
     with Progress(disable=not progress) as bar:
         for cat in cats:
-            if cat not in run["categories"]:
-                raise ValueError(f"category {cat!r} is not in the run (trained on {run['categories']})")
-            if cat not in ds.categories:
-                raise DataError(f"{job.data}: no category {cat!r} (has {ds.categories})")
             tests = ds[cat].test
             task = bar.add_task(f"predict {cat}", total=len(tests))
             results[cat] = {}
             (out / cat).mkdir(exist_ok=True)
             for sample in tests:
                 t0 = time.perf_counter()
-                sample = select_views(sample, rig_ids) if len(sample.views) > max(rig_ids) else sample
-                check_rig(sample, [run["cameras"][cat][i] for i in sel], job.rig_tolerance_mm)
-                feats = extractor(sample)
-                grid = (VoxelGrid.from_dataarray(sample.gt) if job.grid == "gt" and sample.gt is not None
-                        else _grid(run["grids"][cat]))
-                vol, maps = score_sample(run, scorer, feats, sample, job, model_ids, enc_cfg.image_size, grid, cat)
-                vol.attrs.update(category=cat, instance_id=sample.instance_id)
+                pred = predictor.predict_sample(sample)
                 for fmt in dict.fromkeys(["npz", *job.formats]):
-                    save_volume(vol, out / cat / f"{sample.instance_id}.{fmt}", fmt)
+                    save_volume(pred.volume, out / cat / f"{sample.instance_id}.{fmt}", fmt)
                 if job.save_maps or len(sample.views) == 1:  # single-view data is evaluated on its 2D map
-                    _save_maps(out / cat / f"{sample.instance_id}_maps.npz", maps)
-                score = float(np.nanmax(vol.values)) if np.isfinite(vol.values).any() else float("nan")
+                    _save_maps(out / cat / f"{sample.instance_id}_maps.npz", pred.maps)
                 dt = time.perf_counter() - t0
                 timings.append(dt)
-                results[cat][sample.instance_id] = {"score": score, "label": sample.label, "seconds": round(dt, 3)}
+                results[cat][sample.instance_id] = {"score": pred.score, "label": sample.label,
+                                                    "seconds": round(dt, 3), **pred.info}
                 bar.advance(task)
-    record = {"run": str(job.run), "data": str(job.data), "job": dataclasses.asdict(job), "method": run["method"],
-              "n_views": len(rig_ids), "rig_views": rig_ids,
+    record = {"run": str(job.run), "data": str(job.data), "job": dataclasses.asdict(job),
+              "method": predictor.record["method"], "n_views": len(predictor.rig_ids), "rig_views": predictor.rig_ids,
               "scores": results, "mean_seconds_per_sample": float(np.mean(timings)) if timings else None}
     atomic_write(out / SCORES_FILE, json.dumps(record, indent=2), fsync=True)
     return out

@@ -1,0 +1,312 @@
+"""``deviation``: comparison with the nominal shape, the way parts are inspected against CAD.
+
+Fit: the reference is the part's CAD mesh (``reference_mesh``; any pose and units close to mm: it is registered to
+the training scan, globally if needed, then by similarity ICP) or, without one, the training instance's views
+fused into one surface (1 mm voxels: mean point, mean normal and the local nominal noise ``sigma``, the RMS
+point-to-plane spread of the views' points in the voxel). The training views' depth maps are kept for the
+free-space test.
+
+Score (per test sample): the scan's points (all views, foreground) are registered to the fused training scan by
+a trimmed similarity ICP (:func:`mv3dad.geometry.registration.register`; ``rigid`` as an option), and each pixel
+scores its point's distance to the reference surface in mm:
+
+- CAD reference: the exact distance to the mesh (closest point, open3d);
+- scan reference: the point-to-plane distance to the nearest reference point beyond the local noise band
+  (``max(|d| - noise_k * sigma, 0)``). A surface the reference never observed is *unsupported* and scores 0,
+  not anomalous: a point in front of the reference counts only if at least ``free_space_views`` training views
+  saw through it (measured a surface behind it), a point behind it only if the test view saw through the
+  reference surface; a point with no reference point within ``lateral_gate_mm`` only under the same tests.
+
+The volume is then cleaned of single-voxel spikes (each voxel clamped to the largest of its 26 neighbours), which
+keeps defects two voxels wide. Registration scale, fitness and RMSE go to ``scores.json``; a sample whose
+fitness is below ``min_fitness`` fails with an error naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from mv3dad.data.scene import DataError, Sample, View
+from mv3dad.geometry.camera import Camera
+from mv3dad.geometry.projection import depth_to_point_image, point_image_normals, project_points
+from mv3dad.geometry.registration import apply, global_align, invert, register, voxel_downsample, voxel_index
+from mv3dad.io.atomic import atomic_file, atomic_write
+from mv3dad.scoring.background import foreground_mask
+from mv3dad.scoring.methods.base import Features, FitContext, Method, ScoreOptions, ViewScores, register_method
+
+REFERENCE_FILE = "reference.npz"
+MESH_FILE = "reference_mesh.ply"
+CONFIG_FILE = "deviation.json"
+
+
+@dataclass
+class DeviationConfig:
+    """Options of the ``deviation`` method.
+
+    Attributes:
+        reference_mesh: the part's CAD mesh (STL/OBJ/PLY/GLB, mm, any pose); None = the fused training scan.
+        registration: ``similarity`` (rotation, translation, isotropic scale; default) or ``rigid`` (for
+            dimensional inspection, where a wrong scale is itself a defect).
+        levels: voxel sizes (mm) of the coarse-to-fine ICP levels.
+        iterations: ICP iterations per level.
+        trim: share of the closest point pairs the ICP keeps (the rest: defects, unmatched surface).
+        min_fitness: a test sample whose finest-level ICP fitness is below this fails with an error.
+        reference_voxel: mm, voxel of the fused training scan.
+        noise_k: scan reference: the score is the distance beyond ``noise_k`` local noise sigmas.
+        free_space_views: training views that must have seen through a point in front of the reference.
+        free_space_margin_mm: how far behind a point a view's surface must be to have seen through it (at most;
+            half the point's deviation when that is smaller, so shallow scratches are confirmed too).
+        lateral_gate_mm: a test point farther than this from every reference point is unsupported unless the
+            free-space tests confirm it.
+        stride: registration uses every ``stride``-th pixel of each view in both directions (speed).
+        spike_clamp: clamp each pixel to the largest of its 8 neighbours and each voxel to the largest of its 26
+            (removes single-pixel and single-voxel spikes, keeps anything two wide).
+    """
+
+    reference_mesh: str | None = None
+    registration: str = "similarity"
+    levels: tuple[float, ...] = (10.0, 5.0, 2.5)
+    iterations: int = 12
+    trim: float = 0.9
+    min_fitness: float = 0.8
+    reference_voxel: float = 1.0
+    noise_k: float = 2.0
+    free_space_views: int = 2
+    free_space_margin_mm: float = 2.0
+    lateral_gate_mm: float = 2.0
+    stride: int = 3
+    spike_clamp: bool = True
+
+    def __post_init__(self) -> None:
+        self.levels = tuple(float(x) for x in self.levels)
+        if self.registration not in ("similarity", "rigid"):
+            raise ValueError(f"registration must be 'similarity' or 'rigid', got {self.registration!r}")
+
+
+def view_points(view: View) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) world points of a view's foreground pixels (NaN elsewhere) and the (H, W) foreground mask."""
+    fg = foreground_mask(view.depth, view.camera)
+    P = depth_to_point_image(np.where(fg, view.depth, 0), view.camera)
+    return P, fg
+
+
+def fuse_scan(views: list[View], voxel: float) -> dict[str, np.ndarray]:
+    """Fuse views into a reference surface: per occupied voxel the mean point, normal and noise sigma (mm)."""
+    pts, nrm = [], []
+    for v in views:
+        P, fg = view_points(v)
+        N = point_image_normals(P, v.camera.center)
+        ok = fg & np.isfinite(N).all(axis=2)
+        pts.append(P[ok])
+        nrm.append(N[ok])
+    p, n = np.concatenate(pts), np.concatenate(nrm)
+    if len(p) < 100:
+        raise DataError("deviation: the training views hold fewer than 100 measured foreground points")
+    inv, counts = voxel_index(p, voxel)
+    mean_p, mean_n = voxel_downsample(p, voxel, n)
+    r = np.sum((p - mean_p[inv]) * mean_n[inv], axis=1)
+    sigma = np.sqrt(np.bincount(inv, r * r, len(counts)) / counts)
+    return {"points": mean_p, "normals": mean_n, "sigma": sigma.astype(np.float32)}
+
+
+def _load_mesh(path: str):
+    import trimesh
+
+    try:
+        mesh = trimesh.load(path, force="mesh", process=False)
+    except Exception as e:  # trimesh raises many types for bad files
+        raise DataError(f"{path}: cannot read the reference mesh: {e}") from None
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise DataError(f"{path}: no triangles in the reference mesh")
+    return mesh
+
+
+def _mesh_samples(mesh, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    """Points on the mesh about ``spacing`` mm apart, with their face normals."""
+    import trimesh
+
+    n = int(np.clip(mesh.area / spacing ** 2, 1000, 2_000_000))
+    pts, face = trimesh.sample.sample_surface_even(mesh, n, seed=0)
+    return np.asarray(pts), np.asarray(mesh.face_normals[face])
+
+
+def register_mesh(mesh, scan: dict[str, np.ndarray], cfg: DeviationConfig) -> tuple[np.ndarray, dict]:
+    """(4, 4) CAD -> scan frame transform of ``mesh`` registered to the fused training scan, and its report.
+
+    The scan is registered to the mesh (the scan sees a subset of the CAD surface), first from the identity and,
+    if that does not fit, from a global FPFH + RANSAC alignment; the better fit is kept.
+    """
+    target, normals = _mesh_samples(mesh, 1.5)
+    tree = cKDTree(target)
+    src = scan["points"]
+    scale = cfg.registration == "similarity"
+    best = register(src, target, normals, with_scale=scale, levels=cfg.levels, target_tree=tree)
+    if best.fitness < 0.95:
+        init = global_align(src, target, voxel=max(cfg.levels))
+        alt = register(src, target, normals, init=init, with_scale=scale, levels=cfg.levels, target_tree=tree)
+        best = alt if alt.fitness > best.fitness else best
+    if best.fitness < cfg.min_fitness:
+        raise DataError(f"{cfg.reference_mesh}: does not fit the training scan (fitness {best.fitness:.2f} < "
+                        f"{cfg.min_fitness}); wrong part, or units other than mm")
+    return invert(best.transform), best.to_dict()
+
+
+@register_method("deviation")
+class DeviationMethod(Method):
+    """Distance of the registered test scan to the nominal shape (CAD mesh or fused training scan)."""
+
+    needs_features = False
+
+    def __init__(self, cfg: DeviationConfig | None = None, refs: dict | None = None):
+        self.cfg = cfg or DeviationConfig()
+        self.refs = refs or {}  # category -> dict(points, normals, sigma, tree, mesh scene, train views)
+
+    # ---- fit -------------------------------------------------------------------------------------------------
+    def fit(self, ctx: FitContext) -> None:
+        cfg = ctx.options.deviation
+        self.cfg = cfg
+        report = {}
+        for cat, samples in ctx.samples.items():
+            folder = ctx.out / "reference" / cat
+            folder.mkdir(parents=True, exist_ok=True)
+            views = samples[0].views
+            scan = fuse_scan(views, cfg.reference_voxel)
+            with atomic_file(folder / REFERENCE_FILE) as tmp, open(tmp, "wb") as f:
+                np.savez_compressed(f, **scan, depth=np.stack([v.depth for v in views]).astype(np.float32))
+            if cfg.reference_mesh:
+                mesh = _load_mesh(cfg.reference_mesh)
+                T, rep = register_mesh(mesh, scan, cfg)
+                mesh.apply_transform(T)
+                with atomic_file(folder / MESH_FILE) as tmp:
+                    mesh.export(str(tmp), file_type="ply")
+                report[cat] = {"reference_mesh": str(cfg.reference_mesh), "registration": rep}
+            else:
+                report[cat] = {"reference_mesh": None, "reference_points": int(len(scan["points"]))}
+        record = {"config": asdict(cfg), "categories": report}
+        atomic_write(ctx.out / CONFIG_FILE, json.dumps(record, indent=2))
+
+    @classmethod
+    def load(cls, run_dir: Path, record: dict) -> "DeviationMethod":
+        path = Path(run_dir) / CONFIG_FILE
+        try:
+            rec = json.loads(path.read_text())
+            cfg = DeviationConfig(**rec["config"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: cannot read the deviation config: {e}") from None
+        refs = {}
+        for cat in record["categories"]:
+            folder = Path(run_dir) / "reference" / cat
+            try:
+                with np.load(folder / REFERENCE_FILE, allow_pickle=False) as z:
+                    ref = {k: z[k] for k in ("points", "normals", "sigma", "depth")}
+            except (OSError, ValueError, KeyError) as e:
+                raise ValueError(f"{folder / REFERENCE_FILE}: cannot read the reference: {e}") from None
+            ref["tree"] = cKDTree(ref["points"])
+            ref["cameras"] = [Camera.from_dict(c) for c in record["cameras"][cat]]
+            if (folder / MESH_FILE).is_file():
+                ref["scene"] = _raycasting_scene(folder / MESH_FILE)
+            refs[cat] = ref
+        return cls(cfg, refs)
+
+    # ---- score -----------------------------------------------------------------------------------------------
+    def score_views(self, sample: Sample, feats: Features | None, opts: ScoreOptions) -> ViewScores:
+        cfg, ref = self.cfg, self.refs[opts.category]
+        where = f"{sample.category}/{sample.instance_id}"
+        P, fg = zip(*(view_points(v) for v in sample.views))
+        s = cfg.stride
+        src = np.concatenate([p[::s, ::s][f[::s, ::s]] for p, f in zip(P, fg)])
+        if len(src) < 100:
+            raise DataError(f"{where}: fewer than 100 measured foreground points to register")
+        reg = register(src, ref["points"], ref["normals"], with_scale=cfg.registration == "similarity",
+                       levels=cfg.levels, iterations=cfg.iterations, trim=cfg.trim, target_tree=ref["tree"])
+        if reg.fitness < cfg.min_fitness:
+            raise DataError(f"{where}: registration to the reference failed (fitness {reg.fitness:.3f} < "
+                            f"min_fitness {cfg.min_fitness}); a different part, or a badly damaged one")
+        T_inv = invert(reg.transform)
+        maps = np.full((len(sample.views), *fg[0].shape), np.nan, np.float32)
+        for t, (view, p, f) in enumerate(zip(sample.views, P, fg)):
+            q = apply(reg.transform, p[f])
+            maps[t][f] = self._distances(q, ref, view, T_inv)
+            if cfg.spike_clamp:
+                maps[t] = clamp_spikes(maps[t])
+        return ViewScores(pixels=maps, info={"registration": reg.to_dict()})
+
+    def _distances(self, q: np.ndarray, ref: dict, view: View, T_inv: np.ndarray) -> np.ndarray:
+        """(P,) mm distance to the reference of the points ``q`` (reference frame) measured by ``view``."""
+        cfg = self.cfg
+        if "scene" in ref:
+            import open3d as o3d
+
+            ans = ref["scene"].compute_closest_points(o3d.core.Tensor(q.astype(np.float32)))
+            return np.linalg.norm(q - ans["points"].numpy(), axis=1)
+        dist, idx = ref["tree"].query(q, workers=-1)
+        r, n, sig = ref["points"][idx], ref["normals"][idx], ref["sigma"][idx]
+        d = np.sum((q - r) * n, axis=1)
+        lateral = np.sqrt(np.maximum(dist ** 2 - d ** 2, 0))
+        score = np.maximum(np.abs(d) - cfg.noise_k * sig, 0).astype(np.float32)
+        doubt = score > 0
+        margin = np.clip(0.5 * np.abs(d), 0.05, cfg.free_space_margin_mm)
+        front = doubt & (d > 0)
+        behind = doubt & ~front
+        ok = np.zeros(len(q), bool)
+        if front.any():  # extra material: the training views must have seen through the point
+            ok[front] = _seen_through(q[front], ref["depth"], ref["cameras"], margin[front]) >= cfg.free_space_views
+        if behind.any():  # missing material: the test view must have seen through the reference surface
+            ok[behind] = _seen_through(apply(T_inv, r[behind]), view.depth[None], [view.camera],
+                                       margin[behind]) >= 1
+        score[doubt & ~ok] = 0.0
+        lone = doubt & ok & (lateral > cfg.lateral_gate_mm)
+        score[lone] = dist[lone]
+        return score
+
+    def finish_volume(self, values: np.ndarray) -> np.ndarray:
+        if not self.cfg.spike_clamp:
+            return values
+        return clamp_spikes(values)
+
+
+def clamp_spikes(values: np.ndarray) -> np.ndarray:
+    """Each element clamped to the largest of its neighbours (8 in 2D, 26 in 3D; NaN = unobserved, kept; no
+    observed neighbour -> 0): an isolated spike goes, anything two elements wide stays."""
+    v = np.where(np.isfinite(values), values, -np.inf)
+    fp = np.ones((3,) * values.ndim, bool)
+    fp[(1,) * values.ndim] = False
+    nb = ndimage.maximum_filter(v, footprint=fp, mode="constant", cval=-np.inf)
+    out = np.minimum(values, np.where(np.isfinite(nb), nb, 0.0))
+    return np.where(np.isfinite(values), out, np.nan).astype(values.dtype)
+
+
+def _seen_through(points: np.ndarray, depths: np.ndarray, cameras: list[Camera], margin: np.ndarray) -> np.ndarray:
+    """(P,) how many of the views (``depths`` (V, H, W), ``cameras``) measured a surface behind each point.
+
+    A view saw through a point when every measured pixel of the 3 x 3 window around its projection lies more
+    than ``margin`` (P,) mm behind it (a window, not one pixel, so that an occlusion boundary one pixel off does not
+    count as free space).
+    """
+    count = np.zeros(len(points), np.int32)
+    for depth, cam in zip(depths, cameras):
+        near = ndimage.minimum_filter(np.where(depth > 0, depth, np.inf), size=3, mode="nearest")
+        uv, z = project_points(points, cam)
+        u, v = np.round(uv[:, 0]).astype(np.int64), np.round(uv[:, 1]).astype(np.int64)
+        inside = (z > 0) & (u >= 0) & (v >= 0) & (u < depth.shape[1]) & (v < depth.shape[0])
+        d = np.full(len(points), np.inf)
+        d[inside] = near[v[inside], u[inside]]
+        count += (np.isfinite(d) & (d > z + margin)).astype(np.int32)
+    return count
+
+
+def _raycasting_scene(path: Path):
+    import open3d as o3d
+    import trimesh
+
+    mesh = trimesh.load(str(path), force="mesh", process=False)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, np.float32)),
+                        o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)))
+    return scene

@@ -1,0 +1,54 @@
+"""PatchCore-style per-view memory bank on the same frozen features (:mod:`mv3dad.scoring.knn`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mv3dad.data.scene import Sample
+from mv3dad.io.atomic import atomic_file
+from mv3dad.scoring.knn import MemoryBank, build_memory, knn_score_views
+from mv3dad.scoring.methods.base import Features, FitContext, Method, ScoreOptions, ViewScores, register_method
+
+MEMORY_FILE = "memory.safetensors"
+
+
+@register_method("knn")
+class KnnMethod(Method):
+    """Nearest-neighbour distance of each test token to the nominal tokens of the same view (one map per modality).
+
+    Reads ``coreset`` (None, a fraction or a count of tokens kept per view) from the fit options.
+    """
+
+    def __init__(self, bank: MemoryBank | None = None):
+        self.bank = bank
+
+    def fit(self, ctx: FitContext) -> None:
+        from safetensors.torch import save_file
+
+        if len(ctx.features) != 1:
+            raise ValueError("the knn memory bank is class-specific: pass one category")
+        sets = next(iter(ctx.features.values()))
+        self.bank = build_memory(sets, mode="separate", coreset=ctx.options.coreset, seed=ctx.options.fit.seed)
+        tensors = {f"img_{i}": t.contiguous() for i, t in enumerate(self.bank.img)}
+        tensors.update({f"dep_{i}": t.contiguous() for i, t in enumerate(self.bank.dep)})
+        with atomic_file(ctx.out / MEMORY_FILE) as tmp:
+            save_file(tensors, str(tmp))
+
+    @classmethod
+    def load(cls, run_dir: Path, record: dict) -> "KnnMethod":
+        from safetensors.torch import load_file
+
+        path = Path(run_dir) / MEMORY_FILE
+        try:
+            t = load_file(str(path))
+            n = sum(1 for k in t if k.startswith("img_"))
+            img = [t[f"img_{i}"] for i in range(n)]
+            dep = [t[f"dep_{i}"] for i in range(n)]
+        except (OSError, KeyError, RuntimeError) as e:
+            raise ValueError(f"{path}: cannot read the memory bank: {e}") from None
+        if not n:
+            raise ValueError(f"{path}: empty memory bank")
+        return cls(MemoryBank("separate", img, dep, img[0].shape[1], dep[0].shape[1]))
+
+    def score_views(self, sample: Sample, feats: Features | None, opts: ScoreOptions) -> ViewScores:
+        return ViewScores(tokens=knn_score_views(self.bank, feats.img, feats.dep, view_ids=opts.view_ids))
