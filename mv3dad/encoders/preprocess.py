@@ -202,6 +202,40 @@ def to_original(grid_map: torch.Tensor | np.ndarray, fit: SquareFit, mode: str =
     return up[..., : fit.height, : fit.width].reshape(*lead, fit.height, fit.width)
 
 
+def to_original_valid(grid_map: torch.Tensor | np.ndarray, valid: torch.Tensor | np.ndarray, fit: SquareFit,
+                      mode: str = "bilinear") -> torch.Tensor:
+    """Like :func:`to_original`, but only valid tokens reach pixels (normalised convolution).
+
+    ``bilinear``: ``map * valid`` and ``valid`` are upsampled with the same bilinear kernel and divided, so a
+    pixel is the bilinear average of the valid tokens around it (the four weights renormalised); invalid tokens
+    (whatever their value, even NaN or inf) never contribute. ``nearest``: a pixel takes its nearest token's value
+    if that token is valid. NaN where no valid token contributes (upsampled weight 0).
+
+    Args:
+        grid_map: (..., h, w) map on the square grid (a token map with h = w = size/14).
+        valid: (..., h, w) or (h, w) bool (broadcast to ``grid_map``): which tokens may be used.
+        fit: where the view lies on the square (:class:`SquareFit`).
+        mode: ``"bilinear"`` or ``"nearest"``.
+
+    Returns:
+        (..., H, W) float32, NaN where no valid token contributes. With every token valid, ``bilinear`` equals
+        :func:`to_original` (up to rounding).
+    """
+    m = torch.as_tensor(grid_map).float()
+    v = torch.as_tensor(valid, device=m.device).bool()
+    if m.ndim < 2 or v.shape[-2:] != m.shape[-2:]:
+        raise ValueError(f"grid_map (..., h, w) and valid (..., h, w) must share h, w, got shapes "
+                         f"{tuple(m.shape)} and {tuple(v.shape)}")
+    v = v.expand_as(m)
+    if mode == "nearest":
+        return to_original(torch.where(v, m, torch.full_like(m, float("nan"))), fit, mode="nearest")
+    if mode != "bilinear":
+        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    num = to_original(torch.where(v, m, torch.zeros_like(m)), fit, mode="bilinear")
+    den = to_original(v.float(), fit, mode="bilinear")
+    return torch.where(den > 0, num / den.clamp_min(1e-12), torch.full_like(num, float("nan")))
+
+
 def token_validity(depth_input: torch.Tensor, patch_size: int, min_fraction: float = 0.5) -> torch.Tensor:
     """Which tokens see enough measured depth.
 

@@ -288,7 +288,9 @@ def build_encoder(name: str = DEFAULT_IMAGE_ENCODER, *, weights: str | Path | No
 
     Args:
         name: a registry name (:func:`list_encoders`) or a timm ViT name (``arch.tag``); ``patch14`` is the
-            non-learned reference encoder of :mod:`mv3dad.encoders.patches` (weights and seed do not apply).
+            non-learned reference encoder of :mod:`mv3dad.encoders.patches` (weights and seed do not apply);
+            ``geometric`` (depth) and ``texture`` (image) are the weight-free descriptors of
+            :mod:`mv3dad.encoders.classical` (``pretrained`` and seed do not apply, ``weights`` is an error).
         weights: a local weights file (.safetensors, or .pth loaded with ``weights_only=True``); wins over
             ``pretrained``.
         pretrained: without ``weights``, fetch timm's pretrained weights through the hub (or its cache); a
@@ -300,10 +302,21 @@ def build_encoder(name: str = DEFAULT_IMAGE_ENCODER, *, weights: str | Path | No
         depth_scaling: the depth mapping used by :meth:`Encoder.preprocess` (depth encoders).
         seed: seed of a random initialisation (the same seed gives the same weights in every process).
     """
+    from mv3dad.encoders.classical import CLASSICAL_ENCODERS
+
     spec = resolve(name, modality)
     kwargs = {**spec.timm_kwargs, **(timm_kwargs or {})}
     if spec.arch == PATCH_ARCH:  # nothing to load or initialise
         vit, source = PatchTokens(kwargs["in_chans"]), "none (not learned)"
+    elif spec.arch in CLASSICAL_ENCODERS:  # weight-free descriptors (classical.py): pretrained and seed do not apply
+        cls = CLASSICAL_ENCODERS[spec.arch]
+        if spec.modality != cls.modality:
+            raise EncoderError(f"encoder {name!r} is a {cls.modality} encoder; it cannot be built as {spec.modality}")
+        if weights is not None:
+            raise EncoderError(f"encoder {name!r} has no weights (it is not learned): do not pass weights")
+        vit = cls()
+        source = vit.version
+        kwargs = {"in_chans": cls.in_chans}
     elif weights is not None:
         vit = create_vit(spec.arch, img_size, kwargs)
         load_weights(vit, weights)
@@ -415,6 +428,14 @@ def load_encoder(path: str | Path, layers: int | None = None, device: str | torc
     scaling = DepthScaling(**{k: norm[k] for k in ("lo_percentile", "hi_percentile", "floor") if k in norm})
     enc = Encoder(vit, cfg["modality"], layers or cfg["layers"], scaling, cfg)
     return enc.to(device) if device is not None else enc
+
+
+# the weight-free descriptors of classical.py (built by build_encoder without weights, like patch14)
+from mv3dad.encoders.classical import GEOMETRIC_ARCH, TEXTURE_ARCH  # noqa: E402
+
+register_encoder(GEOMETRIC_ARCH, EncoderSpec(GEOMETRIC_ARCH, "depth", {"in_chans": 1}))
+register_encoder(TEXTURE_ARCH, EncoderSpec(TEXTURE_ARCH, "image", {"in_chans": 3}))
+
 
 __all__ = ["Encoder", "EncoderError", "EncoderSpec", "build_encoder", "check_token_grids", "list_encoders",
            "load_encoder", "load_weights", "read_state_dict", "register_encoder", "save_encoder"]
