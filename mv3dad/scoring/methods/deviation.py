@@ -208,6 +208,7 @@ class DeviationMethod(Method):
             except (OSError, ValueError, KeyError) as e:
                 raise ValueError(f"{folder / REFERENCE_FILE}: cannot read the reference: {e}") from None
             ref["tree"] = cKDTree(ref["points"])
+            ref["near"] = np.stack([free_space_depth(d) for d in ref["depth"]])
             ref["cameras"] = [Camera.from_dict(c) for c in record["cameras"][cat]]
             if (folder / MESH_FILE).is_file():
                 ref["scene"] = _raycasting_scene(folder / MESH_FILE)
@@ -256,9 +257,9 @@ class DeviationMethod(Method):
         behind = doubt & ~front
         ok = np.zeros(len(q), bool)
         if front.any():  # extra material: the training views must have seen through the point
-            ok[front] = _seen_through(q[front], ref["depth"], ref["cameras"], margin[front]) >= cfg.free_space_views
+            ok[front] = _seen_through(q[front], ref["near"], ref["cameras"], margin[front]) >= cfg.free_space_views
         if behind.any():  # missing material: the test view must have seen through the reference surface
-            ok[behind] = _seen_through(apply(T_inv, r[behind]), view.depth[None], [view.camera],
+            ok[behind] = _seen_through(apply(T_inv, r[behind]), free_space_depth(view.depth)[None], [view.camera],
                                        margin[behind]) >= 1
         score[doubt & ~ok] = 0.0
         lone = doubt & ok & (lateral > cfg.lateral_gate_mm)
@@ -282,22 +283,32 @@ def clamp_spikes(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values), out, np.nan).astype(values.dtype)
 
 
-def _seen_through(points: np.ndarray, depths: np.ndarray, cameras: list[Camera], margin: np.ndarray) -> np.ndarray:
-    """(P,) how many of the views (``depths`` (V, H, W), ``cameras``) measured a surface behind each point.
+def free_space_depth(depth: np.ndarray) -> np.ndarray:
+    """(H, W) the nearest depth of each pixel's 3 x 3 window, or 0 when fewer than 7 of its 9 pixels are measured.
 
-    A view saw through a point when every measured pixel of the 3 x 3 window around its projection lies more
-    than ``margin`` (P,) mm behind it (a window, not one pixel, so that an occlusion boundary one pixel off does not
-    count as free space).
+    A view saw through a point when this depth lies behind it: a window, not one pixel, so that an occlusion
+    boundary one pixel off does not count as free space, and unknown (0) where the window is mostly unmeasured
+    (a silhouette that lost its edge pixels shows only the far surface).
+    """
+    valid = depth > 0
+    near = ndimage.minimum_filter(np.where(valid, depth, np.inf), size=3, mode="nearest")
+    enough = ndimage.uniform_filter(valid.astype(np.float32), size=3, mode="nearest") * 9 >= 6.5
+    return np.where(enough & np.isfinite(near), near, 0).astype(np.float32)
+
+
+def _seen_through(points: np.ndarray, near: np.ndarray, cameras: list[Camera], margin: np.ndarray) -> np.ndarray:
+    """(P,) how many views measured a surface more than ``margin`` (P,) mm behind each point.
+
+    ``near``: (V, H, W) the views' :func:`free_space_depth`.
     """
     count = np.zeros(len(points), np.int32)
-    for depth, cam in zip(depths, cameras):
-        near = ndimage.minimum_filter(np.where(depth > 0, depth, np.inf), size=3, mode="nearest")
+    for depth, cam in zip(near, cameras):
         uv, z = project_points(points, cam)
         u, v = np.round(uv[:, 0]).astype(np.int64), np.round(uv[:, 1]).astype(np.int64)
         inside = (z > 0) & (u >= 0) & (v >= 0) & (u < depth.shape[1]) & (v < depth.shape[0])
-        d = np.full(len(points), np.inf)
-        d[inside] = near[v[inside], u[inside]]
-        count += (np.isfinite(d) & (d > z + margin)).astype(np.int32)
+        d = np.zeros(len(points))
+        d[inside] = depth[v[inside], u[inside]]
+        count += ((d > 0) & (d > z + margin)).astype(np.int32)
     return count
 
 
