@@ -275,12 +275,17 @@ class DeviationMethod(Method):
 def clamp_spikes(values: np.ndarray) -> np.ndarray:
     """Each element clamped to the largest of its neighbours (8 in 2D, 26 in 3D; NaN = unobserved, kept; no
     observed neighbour -> 0): an isolated spike goes, anything two elements wide stays."""
-    v = np.where(np.isfinite(values), values, -np.inf)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return values
+    box = tuple(slice(max(int(i.min()) - 1, 0), int(i.max()) + 2) for i in np.nonzero(finite))  # observed part
+    v = np.where(finite[box], values[box], -np.inf)
     fp = np.ones((3,) * values.ndim, bool)
     fp[(1,) * values.ndim] = False
     nb = ndimage.maximum_filter(v, footprint=fp, mode="constant", cval=-np.inf)
-    out = np.minimum(values, np.where(np.isfinite(nb), nb, 0.0))
-    return np.where(np.isfinite(values), out, np.nan).astype(values.dtype)
+    out = values.copy()
+    out[box] = np.where(finite[box], np.minimum(values[box], np.where(np.isfinite(nb), nb, 0.0)), np.nan)
+    return out
 
 
 def free_space_depth(depth: np.ndarray) -> np.ndarray:
