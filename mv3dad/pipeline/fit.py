@@ -8,7 +8,6 @@ preprocessing, the category's voxel grid) and the model checkpoint (:mod:`mv3dad
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,14 +15,12 @@ import numpy as np
 
 from mv3dad.data import open_dataset
 from mv3dad.data.scene import DataError, Sample
-from mv3dad.io.atomic import atomic_write
 from mv3dad.mapping.fit import FeatureSet, FitConfig
 from mv3dad.pipeline.features import EncoderConfig, FeatureExtractor, encoder_identity, load_encoders
+from mv3dad.pipeline.run import RUN_FILE, RUN_FORMAT, RunRecord, read_run  # noqa: F401 (re-exported)
 from mv3dad.scoring.methods import FitContext, create_method
 from mv3dad.scoring.methods.deviation import DeviationConfig
 from mv3dad.volume import grid_for_views
-
-RUN_FILE = "run.json"
 
 
 @dataclass
@@ -139,20 +136,9 @@ def run_fit(job: FitJob, progress: bool = True) -> Path:
     meta = {"encoders": encoders, "image_size": job.encoders.image_size, "views": view_ids,
             "categories": job.categories, "setup": job.setup}
     method.fit(FitContext(out, samples, features, job, meta, resume=job.resume, progress=progress))
-    record = {"format": "mv3dad-run/1", "method": job.method, "data": str(job.data), "categories": job.categories,
-              "setup": job.setup, "views": view_ids, "encoders_config": dataclasses.asdict(job.encoders),
-              "encoders": encoders, "grids": grids, "cameras": cameras,
-              "fit": dataclasses.asdict(job.fit), "coreset": job.coreset}
-    atomic_write(out / RUN_FILE, json.dumps(record, indent=2), fsync=True)
+    RunRecord(format=RUN_FORMAT, method=job.method, data=str(job.data), categories=job.categories,
+              setup=job.setup, views=view_ids, encoders_config=dataclasses.asdict(job.encoders),
+              encoders=encoders, grids=grids, cameras=cameras,
+              fit=dataclasses.asdict(job.fit), coreset=job.coreset).write(out)
     return out
 
-
-def read_run(run_dir: str | Path) -> dict:
-    """The ``run.json`` of a run directory (clear error when missing)."""
-    path = Path(run_dir) / RUN_FILE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: not a run directory (missing {RUN_FILE}; run `mv3dad fit` first)") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: cannot read run record: {e}") from None

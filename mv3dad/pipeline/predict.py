@@ -27,7 +27,8 @@ from mv3dad.io.atomic import atomic_file, atomic_write
 from mv3dad.geometry.camera import Camera
 from mv3dad.geometry.grid import VoxelGrid
 from mv3dad.pipeline.features import EncoderConfig, FeatureExtractor, encoder_identity, load_encoders
-from mv3dad.pipeline.fit import parse_views, read_run, select_views
+from mv3dad.pipeline.fit import parse_views, select_views
+from mv3dad.pipeline.run import RunRecord, read_run
 from mv3dad.scoring.background import foreground_mask
 from mv3dad.scoring.fuse import FUSIONS, fuse
 from mv3dad.scoring.methods import ScoreOptions, ViewScores, load_method
@@ -140,33 +141,33 @@ class Predictor:
         if job.grid not in ("gt", "category"):
             raise ValueError(f"--grid {job.grid!r}: choose 'gt' or 'category'")
         self.run_dir, self.job = Path(run_dir), job
-        self.record = read_run(run_dir)
-        self.method = load_method(self.record["method"], self.run_dir, self.record)
+        self.record: RunRecord = read_run(run_dir)
+        self.method = load_method(self.record.method, self.run_dir, self.record)
         self.extractor = None
-        self.enc_cfg = EncoderConfig(**self.record["encoders_config"])
+        self.enc_cfg = EncoderConfig(**self.record.encoders_config)
         if self.method.needs_features:
             img_enc, dep_enc = load_encoders(self.enc_cfg)
             now = {"image": encoder_identity(img_enc), "depth": encoder_identity(dep_enc)}
-            if now != self.record["encoders"]:
+            if now != self.record.encoders:
                 raise ValueError(f"{run_dir}: the encoders found now differ from those the run was trained with: "
-                                 f"run {self.record['encoders']}, now {now}")
+                                 f"run {self.record.encoders}, now {now}")
             self.extractor = FeatureExtractor(img_enc, dep_enc, self.enc_cfg, cache_dir=job.feature_cache)
-        run_views = self.record["views"]
+        run_views = self.record.views
         self.model_ids = parse_views(job.views or "all", len(run_views))  # indices into the model's views
         self.rig_ids = [run_views[i] for i in self.model_ids]
 
     @property
     def categories(self) -> list[str]:
-        return list(self.record["categories"])
+        return list(self.record.categories)
 
     def prepare(self, sample: Sample) -> Sample:
         """The sample restricted to the selected rig views, its cameras checked against the run's."""
         cat = sample.category
-        if cat not in self.record["categories"]:
-            raise ValueError(f"category {cat!r} is not in the run (trained on {self.record['categories']})")
+        if cat not in self.record.categories:
+            raise ValueError(f"category {cat!r} is not in the run (trained on {self.record.categories})")
         if len(sample.views) > max(self.rig_ids):
             sample = select_views(sample, self.rig_ids)
-        check_rig(sample, [self.record["cameras"][cat][i] for i in self.model_ids], self.job.rig_tolerance_mm)
+        check_rig(sample, [self.record.cameras[cat][i] for i in self.model_ids], self.job.rig_tolerance_mm)
         return sample
 
     def predict_sample(self, sample: Sample) -> Prediction:
@@ -177,7 +178,7 @@ class Predictor:
         opts = ScoreOptions(view_ids=self.model_ids, category=cat, sources=job.sources, seed=job.seed)
         scores = self.method.score_views(sample, feats, opts)
         grid = (VoxelGrid.from_dataarray(sample.gt) if job.grid == "gt" and sample.gt is not None
-                else _grid(self.record["grids"][cat]))
+                else _grid(self.record.grids[cat]))
         acc = VolumeAccumulator(grid, reduce="max", backend=job.backend)
         maps = []
         for t, view in enumerate(sample.views):
@@ -246,7 +247,7 @@ def run_predict(job: PredictJob, progress: bool = True) -> Path:
                                                     "seconds": round(dt, 3), **pred.info}
                 bar.advance(task)
     record = {"run": str(job.run), "data": str(job.data), "job": dataclasses.asdict(job),
-              "method": predictor.record["method"], "n_views": len(predictor.rig_ids), "rig_views": predictor.rig_ids,
+              "method": predictor.record.method, "n_views": len(predictor.rig_ids), "rig_views": predictor.rig_ids,
               "scores": results, "mean_seconds_per_sample": float(np.mean(timings)) if timings else None}
     atomic_write(out / SCORES_FILE, json.dumps(record, indent=2), fsync=True)
     return out
