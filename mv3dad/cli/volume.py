@@ -43,26 +43,62 @@ def export(
 
 
 def render(
-    volume: Path = typer.Argument(..., help=VOLUME_HELP),
+    volumes: list[Path] = typer.Argument(..., help=VOLUME_HELP + "; several: one row each, one threshold"),
     out: Path = typer.Option(..., "--out", help="output .png"),
-    mesh: Optional[Path] = typer.Option(None, "--mesh", help="the object's mesh or point cloud (ply, stl, obj, "
-                                                               "glb ...); default: the observed voxels"),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="draw voxels with score >= T "
-                                                                          "(default: the --quantile)"),
-    views: Optional[int] = typer.Option(None, "--views", min=1, max=6, help="viewpoints tiled into the picture"),
-    quantile: Optional[float] = typer.Option(None, "--quantile", help="default threshold = this quantile of "
-                                                                        "the observed scores (0.99)"),
+    mesh: Optional[list[Path]] = typer.Option(None, "--mesh", help="the object's mesh or point cloud (ply, stl, "
+                                              "obj, glb ...), one per volume; default: the observed voxels"),
+    gt: Optional[list[Path]] = typer.Option(None, "--gt", help="ground-truth volume to outline (e.g. the "
+                                            "dataset's gt.npz), one per volume; 'none' for a part without one"),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="draw voxels with score > T"),
+    scores: Optional[Path] = typer.Option(None, "--scores", help="scores.json of `mv3dad predict`: threshold = "
+                                          "the largest score of its nominal parts (default when the volume "
+                                          "lies in a prediction folder)"),
+    views: Optional[int] = typer.Option(None, "--views", min=1, max=6, help="viewpoints per row"),
+    quantile: Optional[float] = typer.Option(None, "--quantile", help="without --threshold or scores: this "
+                                             "quantile of the first volume's scores (a per-part threshold)"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of RenderConfig fields"),
 ) -> None:
-    """Draw a score volume (voxels over a threshold, colour map and legend) over the object, to a PNG."""
+    """Draw score volumes (voxels over one threshold, colour map, legend, ground truth) over the object, to a PNG."""
     from mv3dad.config import load_config
+    from mv3dad.errors import DataError
     from mv3dad.export import load_volume
-    from mv3dad.viz.render import RenderConfig, render_volume
+    from mv3dad.viz.render import RenderConfig, nominal_threshold, render_volumes
 
+    for name, extra in (("--mesh", mesh), ("--gt", gt)):
+        if extra and len(extra) != len(volumes):
+            raise DataError(f"{name}: give one per volume ({len(volumes)} volumes, {len(extra)} given)")
     cfg = load_config(RenderConfig, config, views=views, quantile=quantile)
-    da = load_volume(volume)
-    render_volume(da, out, obj=mesh, threshold=threshold, config=cfg, where=str(volume))
-    typer.echo(f"wrote {out}")
+    das = [load_volume(v) for v in volumes]
+    note = None
+    if threshold is None:
+        guess = volumes[0].resolve().parent.parent / "scores.json"
+        if scores is None and guess.is_file():
+            scores = guess
+        if scores is not None:
+            cat = das[0].attrs.get("category")
+            threshold, note = nominal_threshold(scores, cat)
+    else:
+        note = "given"
+    gts = [None if str(g).lower() == "none" else _read_gt(g) for g in gt] if gt else None
+    titles = [f"{d.attrs.get('category', '')} {d.attrs.get('instance_id', v.stem)}".strip() for d, v in
+              zip(das, volumes)]
+    render_volumes(das, out, objs=list(mesh) if mesh else None, threshold=threshold, config=cfg,
+                   wheres=[str(v) for v in volumes], gts=gts, titles=titles, threshold_note=note)
+    typer.echo(f"wrote {out}" + (f" (threshold {threshold:.3g}: {note})" if threshold is not None else ""))
+
+
+def _read_gt(path: Path):
+    """A ground-truth volume: the dataset's ``gt.npz`` or any saved volume (> 0 = defect)."""
+    from mv3dad.data.layout import read_gt_npz
+    from mv3dad.export import load_volume
+
+    if path.suffix == ".npz" and path.is_file():
+        import numpy as np
+
+        with np.load(path, allow_pickle=False) as z:
+            if "gt" in z.files:
+                return read_gt_npz(path)
+    return load_volume(path)
 
 
 def register(app: typer.Typer) -> None:

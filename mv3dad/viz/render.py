@@ -1,8 +1,10 @@
 """Pictures of a score volume over the object: PyVista off-screen, several viewpoints tiled into one PNG.
 
 The object (its mesh, or a point cloud) is drawn light grey and semi-transparent; the voxels whose score is
->= the threshold are drawn as cubes coloured by score (colour map from the threshold to the highest score, with
-a scalar bar). Off-screen rendering uses VTK's EGL window (or OSMesa), so no display is needed.
+above the threshold are drawn as cubes coloured by score (colour map from the threshold up, with a scalar bar),
+the ground truth (when given) as blue voxel outlines. Several volumes are drawn as rows with one threshold,
+so a good part and a bad part compare at a glance. Off-screen rendering uses VTK's EGL window (or OSMesa), so no
+display is needed.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class RenderConfig:
     views: int = 3
     view_size: tuple[int, int] = (640, 560)
     quantile: float = 0.99
-    cmap: str = "turbo"
+    cmap: str = "autumn_r"
     object_color: str = "lightgrey"
     object_opacity: float = 0.3
     background: str = "white"
@@ -100,71 +102,126 @@ def load_object(path: str | Path):
     return pv.PolyData(vertices)
 
 
-def render_volume(da: xr.DataArray, out: str | Path, obj=None, threshold: float | None = None,
-                  config: RenderConfig | None = None, where: str = "volume") -> Path:
-    """Draw the voxels of ``da`` scoring >= ``threshold`` over the object, from several viewpoints, to a PNG.
+def nominal_threshold(scores_json: str | Path, category: str | None = None) -> tuple[float, str]:
+    """One threshold for every part of a prediction run: the largest instance score of its nominal parts.
 
     Args:
-        da: score volume (dims x, y, z; mm coordinates; NaN = unobserved).
+        scores_json: a ``scores.json`` written by ``mv3dad predict`` (labels recorded per instance).
+        category: restrict to one category (None = every category in the file).
+
+    Returns:
+        (threshold, a phrase saying where it comes from, for the legend).
+    """
+    from mv3dad.io import read_json
+
+    rec = read_json(scores_json, "prediction scores")
+    per_cat = rec.get("scores", {})
+    cats = [category] if category else list(per_cat)
+    nominal = [v["score"] for c in cats for v in per_cat.get(c, {}).values()
+               if v.get("label") == "nominal" and np.isfinite(v.get("score", np.nan))]
+    if not nominal:
+        raise DataError(f"{scores_json}: no scored nominal instance{' of ' + category if category else ''} to "
+                        f"take a threshold from; pass --threshold")
+    return float(max(nominal)), f"largest of {len(nominal)} nominal parts"
+
+
+def render_volume(da: xr.DataArray, out: str | Path, obj=None, threshold: float | None = None,
+                  config: RenderConfig | None = None, where: str = "volume", gt: xr.DataArray | None = None,
+                  title: str | None = None, threshold_note: str | None = None) -> Path:
+    """Draw one volume (see :func:`render_volumes`)."""
+    return render_volumes([da], out, objs=[obj], threshold=threshold, config=config, wheres=[where],
+                          gts=[gt], titles=[title], threshold_note=threshold_note)
+
+
+def render_volumes(das: list[xr.DataArray], out: str | Path, objs: list | None = None, threshold: float | None = None,
+                   config: RenderConfig | None = None, wheres: list[str] | None = None,
+                   gts: list[xr.DataArray | None] | None = None, titles: list[str | None] | None = None,
+                   threshold_note: str | None = None) -> Path:
+    """Draw the voxels of each volume scoring above ``threshold`` over its object, one row per volume, to a PNG.
+
+    Every row uses the same threshold and colour scale, so a good part and a bad part compare at a glance; a
+    part with no voxel above the threshold is drawn clean (the legend says so).
+
+    Args:
+        das: score volumes (dims x, y, z; mm coordinates; NaN = unobserved).
         out: output ``.png``.
-        obj: the object: a path (see :func:`load_object`), a ``pyvista.PolyData``, or None to draw the observed
-            voxel centres as a grey point cloud.
-        threshold: score threshold; default ``config.quantile`` of the observed scores.
+        objs: per volume, the object: a path (see :func:`load_object`), a ``pyvista.PolyData``, or None to draw
+            the observed voxel centres as a grey point cloud.
+        threshold: voxels scoring > threshold are drawn; default ``config.quantile`` of the first volume's
+            observed scores (a per-part threshold: prefer one from nominal parts, :func:`nominal_threshold`).
         config: drawing options.
-        where: how to name the volume in error messages (e.g. its file name).
+        wheres: how to name each volume in error messages (e.g. its file name).
+        gts: per volume, a ground-truth volume (> 0 = defect) drawn as blue voxel outlines, or None.
+        titles: per volume, a title drawn over its row.
+        threshold_note: where the threshold comes from (shown in the legend).
 
     Returns:
         ``out``.
 
     Raises:
-        DataError: bad volume, unreadable mesh; ValueError: no voxel reaches the threshold.
+        DataError: bad volume, unreadable mesh.
     """
     import pyvista as pv
     from PIL import Image
 
+    n = len(das)
     cfg = config or RenderConfig()
-    parts = volume_parts(da, where=where, need_observed=True)
+    objs, wheres = objs or [None] * n, wheres or ["volume"] * n
+    gts, titles = gts or [None] * n, titles or [None] * n
+    parts = [volume_parts(da, where=w, need_observed=True) for da, w in zip(das, wheres)]
     if threshold is None:
-        threshold = default_threshold(parts.scores, cfg.quantile)
-    hot = np.nan_to_num(parts.scores, nan=-np.inf) >= threshold
-    if not hot.any():
-        raise ValueError(f"{where}: no voxel has a score >= threshold {threshold:.6g} "
-                         f"(max {float(np.nanmax(parts.scores)):.6g})")
-    scores = parts.scores[hot]
-    vs = parts.grid.voxel_size
-    cubes = pv.PolyData(parts.grid.index_to_world(np.argwhere(hot)))
-    cubes["score"] = scores
-    cubes = cubes.glyph(geom=pv.Cube(x_length=vs, y_length=vs, z_length=vs), scale=False, orient=False)
-    if obj is None:
-        obj = pv.PolyData(parts.grid.index_to_world(np.argwhere(parts.observed)))
-    elif not isinstance(obj, pv.PolyData):
-        obj = load_object(obj)
-    clim = (float(threshold), float(max(scores.max(), threshold + 1e-6)))
+        threshold = default_threshold(parts[0].scores, cfg.quantile)
+        threshold_note = threshold_note or f"{cfg.quantile:g} quantile of this part"
+    hots = [np.nan_to_num(p.scores, nan=-np.inf) > threshold for p in parts]
+    top = max([float(p.scores[h].max()) for p, h in zip(parts, hots) if h.any()], default=threshold)
+    clim = (float(threshold), float(max(top, threshold * 1.5 + 1e-6)))
+    legend = f"score > {threshold:.3g}" + (f" ({threshold_note})" if threshold_note else "")
 
     pv.OFF_SCREEN = True
-    rows, cols = LAYOUTS[cfg.views]
+    rows, cols = LAYOUTS[cfg.views] if n == 1 else (n, cfg.views)  # one part: tiled; several: a row each
     w, h = cfg.view_size
     plotter = pv.Plotter(shape=(rows, cols), off_screen=True, window_size=(w * cols, h * rows), border=False)
     try:
         plotter.set_background(cfg.background)
-        bounds = np.array(obj.bounds).reshape(3, 2) if obj.n_points else np.array(cubes.bounds).reshape(3, 2)
-        centre = bounds.mean(axis=1)
-        for v, (label, direction, up) in enumerate(VIEWS[:cfg.views]):
-            plotter.subplot(v // cols, v % cols)
-            if obj.faces.size:
-                plotter.add_mesh(obj, color=cfg.object_color, opacity=cfg.object_opacity, smooth_shading=True)
-            else:
-                plotter.add_mesh(obj, color=cfg.object_color, point_size=cfg.point_size,
-                                 opacity=cfg.point_opacity)
-            plotter.add_mesh(cubes, scalars="score", cmap=cfg.cmap, clim=clim, show_scalar_bar=v == 0,
-                             scalar_bar_args={"title": f"{parts.name} score (>= {threshold:.3g})",
-                                              "vertical": False, "fmt": "%.3g", "color": "black",
-                                              "position_x": 0.15, "position_y": 0.03, "width": 0.7,
-                                              "n_labels": 4, "title_font_size": max(8, h // 36),
-                                              "label_font_size": max(7, h // 40)})
-            plotter.add_text(label, position="upper_left", font_size=10, color="black")
-            plotter.camera_position = [tuple(centre + np.asarray(direction)), tuple(centre), up]
-            plotter.reset_camera()
+        for r, (prt, hot, obj, gt, title) in enumerate(zip(parts, hots, objs, gts, titles)):
+            vs = prt.grid.voxel_size
+            cubes = None
+            if hot.any():
+                cubes = pv.PolyData(prt.grid.index_to_world(np.argwhere(hot)))
+                cubes["score"] = prt.scores[hot]
+                cubes = cubes.glyph(geom=pv.Cube(x_length=vs, y_length=vs, z_length=vs), scale=False, orient=False)
+            outline = _gt_outline(gt, vs) if gt is not None else None
+            if obj is None:
+                obj = pv.PolyData(prt.grid.index_to_world(np.argwhere(prt.observed)))
+            elif not isinstance(obj, pv.PolyData):
+                obj = load_object(obj)
+            bounds = np.array(obj.bounds).reshape(3, 2)
+            centre = bounds.mean(axis=1)
+            for v, (label, direction, up) in enumerate(VIEWS[:cfg.views]):
+                plotter.subplot(*((v // cols, v % cols) if n == 1 else (r, v)))
+                if obj.faces.size:
+                    plotter.add_mesh(obj, color=cfg.object_color, opacity=cfg.object_opacity, smooth_shading=True)
+                else:
+                    plotter.add_mesh(obj, color=cfg.object_color, point_size=cfg.point_size,
+                                     opacity=cfg.point_opacity)
+                if outline is not None:
+                    plotter.add_mesh(outline, color="blue", style="wireframe", line_width=1.0, opacity=0.3)
+                if cubes is not None:
+                    plotter.add_mesh(cubes, scalars="score", cmap=cfg.cmap, clim=clim,
+                                     show_scalar_bar=(r == 0 and v == 0),
+                                     scalar_bar_args={"title": f"{prt.name} {legend}",
+                                                      "vertical": False, "fmt": "%.3g", "color": "black",
+                                                      "position_x": 0.15, "position_y": 0.03, "width": 0.7,
+                                                      "n_labels": 4, "title_font_size": max(8, h // 36),
+                                                      "label_font_size": max(7, h // 40)})
+                text = label if v else "\n".join(x for x in (title, label) if x)
+                if v == 0 and cubes is None:
+                    text += f"\nclean: no voxel {legend}"
+                if v == 0 and outline is not None:
+                    text += "\nblue outline: ground truth"
+                plotter.add_text(text, position="upper_left", font_size=10, color="black")
+                plotter.camera_position = [tuple(centre + np.asarray(direction)), tuple(centre), up]
+                plotter.reset_camera()
         image = plotter.screenshot(return_img=True)
     finally:
         plotter.close()
@@ -172,3 +229,18 @@ def render_volume(da: xr.DataArray, out: str | Path, obj=None, threshold: float 
     with atomic_file(out) as tmp:
         Image.fromarray(np.asarray(image)).save(tmp, format="PNG")
     return out
+
+
+def _gt_outline(gt: xr.DataArray, voxel_size: float):
+    """The ground truth's defect voxels as cube outlines (``pyvista.PolyData``), or None when it has none."""
+    import pyvista as pv
+
+    from mv3dad.geometry.grid import VoxelGrid
+
+    mask = np.nan_to_num(np.asarray(gt.values, np.float32)) > 0
+    if not mask.any():
+        return None
+    g = VoxelGrid.from_dataarray(gt)
+    centres = pv.PolyData(g.index_to_world(np.argwhere(mask)))
+    return centres.glyph(geom=pv.Cube(x_length=g.voxel_size, y_length=g.voxel_size, z_length=g.voxel_size),
+                         scale=False, orient=False)

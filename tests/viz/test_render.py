@@ -94,9 +94,48 @@ def test_tiles_and_cli(tmp_path):
     assert img.shape[:2] == (200, 240)  # 2 x 2 tiles of 120 x 100
     # the blob faces views 1 ("front-right, above"), 3 ("top") and 4 ("front"); view 2 sees it through the object
     assert all(_coloured(tile).sum() > 20 for tile in (img[:100, :120], img[100:, :120], img[100:, 120:]))
-    r = CliRunner().invoke(app, ["render", str(vol), "--out", str(tmp_path / "x.png"), "--threshold", "5"])
-    assert r.exit_code == 2 and "no voxel has a score >= threshold 5" in r.output
-    assert not (tmp_path / "x.png").exists()
+    # a threshold above every score draws the part clean (a good part must look clean), legend says so
+    r = CliRunner().invoke(app, ["render", str(vol), "--mesh", str(mesh), "--out", str(tmp_path / "x.png"),
+                                 "--threshold", "5", "--views", "1", "--config", str(cfg)])
+    assert r.exit_code == 0, r.output
+    assert _coloured(np.asarray(Image.open(tmp_path / "x.png"))).sum() == 0
+
+
+@needs_rendering
+def test_rows_share_one_threshold_from_nominal_scores_and_outline_the_gt(tmp_path):
+    import json
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from mv3dad.cli.main import app
+    from mv3dad.export import save_volume
+
+    da, mesh = _scene(tmp_path)
+    pred = tmp_path / "pred"
+    (pred / "part").mkdir(parents=True)
+    bad = save_volume(da.assign_attrs(category="part", instance_id="bad"), pred / "part" / "bad.npz")
+    good = save_volume((da * 0.5).assign_attrs(category="part", instance_id="good"), pred / "part" / "good.npz")
+    top = float(np.nanmax(da.values))
+    (pred / "scores.json").write_text(json.dumps({"scores": {"part": {
+        "bad": {"score": top, "label": "anomalous"}, "good": {"score": 0.5 * top, "label": "nominal"}}}}))
+    cfg = tmp_path / "render.yaml"
+    cfg.write_text("view_size: [120, 100]\n")
+    gt = save_volume(da.where(da > 0.8 * top, 0.0), tmp_path / "gt.npz")
+    r = CliRunner().invoke(app, ["render", str(bad), str(good), "--mesh", str(mesh), "--mesh", str(mesh),
+                                 "--gt", str(gt), "--gt", "none", "--views", "2", "--config", str(cfg),
+                                 "--out", str(tmp_path / "pair.png")])
+    assert r.exit_code == 0, r.output
+    assert "largest of 1 nominal parts" in r.output  # the threshold found next to the volumes
+    img = np.asarray(Image.open(tmp_path / "pair.png"))
+    assert img.shape[:2] == (200, 240)  # a row of 2 views per part
+    assert _coloured(img[:100]).sum() > 20  # the bad part shows voxels over the nominal threshold
+    assert _coloured(img[100:]).sum() == 0  # the good part is clean
+    blue = (img[..., 2].astype(int) - img[..., 0].astype(int) > 60)
+    assert blue[:100].sum() > 0 and blue[100:].sum() == 0  # the ground truth outlined on the bad part only
+    r = CliRunner().invoke(app, ["render", str(bad), "--gt", str(gt), "--gt", str(gt), "--out",
+                                 str(tmp_path / "x.png")])
+    assert r.exit_code == 2 and "one per volume" in r.output
 
 
 def test_config_checks():
