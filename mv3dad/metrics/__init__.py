@@ -5,8 +5,8 @@ See docs/metrics.md for the definitions (evaluated elements, regions, exact and 
 
 from mv3dad.metrics.pro import DEFAULT_LIMITS, ProCurve, aupro, aupro_at, pro_curve
 from mv3dad.metrics.roc import auroc, instance_scores, pixel_auroc
-from mv3dad.metrics.evaluate import MetricsConfig, evaluate
+from mv3dad.metrics.evaluate import EVALUATE_LIMITS, MetricsConfig, aupro_key, evaluate
 from mv3dad.metrics.inputs import EVALUATE_MODES
 
-__all__ = ["DEFAULT_LIMITS", "EVALUATE_MODES", "MetricsConfig", "ProCurve", "aupro", "aupro_at", "auroc",
-           "evaluate", "instance_scores", "pixel_auroc", "pro_curve"]
+__all__ = ["DEFAULT_LIMITS", "EVALUATE_LIMITS", "EVALUATE_MODES", "MetricsConfig", "ProCurve", "aupro", "aupro_at",
+           "aupro_key", "auroc", "evaluate", "instance_scores", "pixel_auroc", "pro_curve"]

@@ -24,13 +24,15 @@ import xarray as xr
 
 from mv3dad.data import open_dataset
 from mv3dad.data.scene import DataError
-from mv3dad.export.atomic import atomic_write
 from mv3dad.geometry.grid import VoxelGrid
 from mv3dad.geometry.projection import depth_to_points
-from mv3dad.metrics import aupro_at, auroc, pixel_auroc
+from mv3dad.io.atomic import atomic_write
+from mv3dad.io.read import read_json
+from mv3dad.metrics import MetricsConfig, evaluate as metrics_evaluate
+from mv3dad.metrics.evaluate import EVALUATE_LIMITS
 from mv3dad.pipeline.predict import SCORES_FILE
 
-LIMITS = (0.01, 0.3)
+LIMITS = EVALUATE_LIMITS
 
 
 def gt_on_grid(gt: xr.DataArray | None, grid: VoxelGrid) -> np.ndarray:
@@ -71,18 +73,21 @@ def run_evaluate(pred: str | Path, data: str | Path, json_out: str | Path | None
                  mode: str = "exact") -> tuple[dict, str]:
     """Compute the metrics of a prediction directory; returns ``(results, markdown table)``.
 
-    ``evaluate`` (which elements count) and ``mode`` (exact or MVTec-compatible AUPRO) are passed to
-    :func:`mv3dad.metrics.aupro_at`; see docs/metrics.md.
+    Reads the predictions (``scores.json``, the volumes or, single-view, the maps) and the test set's ground
+    truth, and computes each category's figures with :func:`mv3dad.metrics.evaluate` (I-AUROC on the instance
+    scores the prediction reported); ``results`` maps each category and ``"mean"`` to them. ``evaluate`` (which
+    elements count) and ``mode`` (exact or MVTec-compatible AUPRO) are :class:`~mv3dad.metrics.MetricsConfig`
+    fields; see docs/metrics.md.
     """
     from mv3dad.export import load_volume
 
     pred = Path(pred)
-    try:
-        record = json.loads((pred / SCORES_FILE).read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{pred / SCORES_FILE}: no predictions here (run `mv3dad predict` first)") from None
+    if not (pred / SCORES_FILE).is_file():
+        raise FileNotFoundError(f"{pred / SCORES_FILE}: no predictions here (run `mv3dad predict` first)")
+    record = read_json(pred / SCORES_FILE, "prediction scores")
     ds = open_dataset(data)
     single_view = record.get("n_views") == 1
+    config = MetricsConfig(fpr_limits=LIMITS, evaluate=evaluate, mode=mode)
     results: dict = {}
     for cat, inst in record["scores"].items():
         if cat not in ds.categories:
@@ -91,7 +96,7 @@ def run_evaluate(pred: str | Path, data: str | Path, json_out: str | Path | None
         missing = sorted(set(tests) - set(inst))
         if missing:
             raise DataError(f"{pred}/{cat}: no prediction for test instances {missing}")
-        scores, gts, labels, inst_scores = [], [], [], []
+        scores, gts = [], []
         for iid, s in tests.items():
             if single_view:
                 views = [s.views[i] for i in record["rig_views"]] if record.get("rig_views") else s.views
@@ -102,21 +107,8 @@ def run_evaluate(pred: str | Path, data: str | Path, json_out: str | Path | None
                 vol = load_volume(pred / cat / f"{iid}.npz")
                 scores.append(np.asarray(vol.values, dtype=np.float32))
                 gts.append(gt_on_grid(s.gt, VoxelGrid.from_dataarray(vol)))
-            labels.append(int(s.label == "anomalous"))
-            inst_scores.append(inst[iid]["score"])
-        labels_a = np.array(labels)
-        r = {"i_auroc": float("nan"), "v_aupro_1": float("nan"), "v_aupro_30": float("nan"), "v_auroc": float("nan"),
-             "n_test": len(labels), "n_anomalous": int(labels_a.sum())}
-        if 0 < labels_a.sum() < len(labels_a):
-            r["i_auroc"] = auroc(np.nan_to_num(np.array(inst_scores), nan=-np.inf), labels_a)
-        if any(g.any() for g in gts):
-            pro = aupro_at(scores, gts, LIMITS, evaluate=evaluate, mode=mode)
-            r["v_aupro_1"], r["v_aupro_30"] = pro[0.01], pro[0.3]
-            r["v_auroc"] = pixel_auroc(scores, gts, evaluate)
-            if single_view:
-                r = {"i_auroc": r["i_auroc"], "p_auroc": r["v_auroc"], "aupro_1": pro[0.01],
-                     "aupro_30": pro[0.3], "n_test": r["n_test"], "n_anomalous": r["n_anomalous"]}
-        results[cat] = r
+        labels = [int(s.label == "anomalous") for s in tests.values()]
+        results[cat] = metrics_evaluate(scores, gts, labels, [inst[iid]["score"] for iid in tests], config)
     if single_view:
         keys, head = ("i_auroc", "p_auroc", "aupro_30", "aupro_1"), ("I-AUROC", "P-AUROC", "AUPRO@30%", "AUPRO@1%")
     else:

@@ -150,9 +150,9 @@ def test_instance_scores_and_evaluate():
     np.testing.assert_allclose(instance_scores(vols), [0.4, 0.9])
     np.testing.assert_allclose(instance_scores(vols, "mean"), [0.7 / 3, 0.4])
     gts = [np.zeros((2, 2)), np.array([[1, 0], [0, 0]])]
-    out = evaluate(vols, gts, MetricsConfig(fpr_limits=(0.3, 1.0)))
-    assert out["i_auroc"] == 1.0 and out["p_auroc"] == 1.0
-    assert out["aupro@0.3"] == pytest.approx(1.0) and out["aupro@1"] == pytest.approx(1.0)
+    out = evaluate(vols, gts, config=MetricsConfig(fpr_limits=(0.3, 1.0)))  # 2D maps: p_auroc, aupro_<pct>
+    assert out == {"i_auroc": 1.0, "p_auroc": 1.0, "aupro_30": pytest.approx(1.0), "aupro_100": pytest.approx(1.0),
+                   "n_test": 2, "n_anomalous": 1}
     with pytest.raises(ValueError, match="instance 1: no evaluated"):
         instance_scores([np.ones((2, 2)), np.full((2, 2), np.nan)])
     with pytest.raises(ValueError, match="reduce"):
