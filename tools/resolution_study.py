@@ -3,7 +3,8 @@
 ``docs/quality.md`` found every method at chance at 224 px (16 x 16 tokens, one token about 30 mm of the part),
 with random and with non-learned (``patch14``) encoders; the paper works at 896 px. This tool measures the same
 methods at several input sizes on otherwise identical data (same seed, categories, rig, poses and defects; the
-synthetic image side = the network input side) and adds two figures that need no instance score:
+synthetic image side = the network input side) and adds figures that need no instance score (computed by
+:mod:`mv3dad.metrics.localisation`; this tool only runs the stages and writes the report):
 
 - **V-AUROC** (``mv3dad evaluate``): are defect voxels scored higher than the rest of the observed part?
 - **twin contrast**: the location is held fixed. For every (anomalous, nominal) test pair of a category, the
@@ -46,69 +47,47 @@ METHODS = ("knn", "cfm_vc", "modmap")
 
 
 def location_figures(pred: Path, root: Path, category: str, near_mm: float) -> dict:
-    """Twin contrast and argmax-on-defect of one category's predictions (see the module docstring)."""
-    from scipy import ndimage
-
+    """Twin contrast, argmax-on-defect and ceiling of one category's predictions (:mod:`mv3dad.metrics.localisation`)."""
     from mv3dad.data import open_dataset
     from mv3dad.export import load_volume
     from mv3dad.geometry.grid import VoxelGrid
-    from mv3dad.metrics import aupro, pixel_auroc
+    from mv3dad.metrics.localisation import argmax_on_defect, oracle_ceiling, twin_contrast
     from mv3dad.pipeline.evaluate import gt_on_grid
 
-    vols, gts, anomalous = {}, {}, []
+    vols, gts, sizes, anomalous = {}, {}, {}, []
     for s in open_dataset(root)[category].test:
         vol = load_volume(pred / category / f"{s.instance_id}.npz")
         grid = VoxelGrid.from_dataarray(vol)
         vols[s.instance_id] = np.asarray(vol.values, np.float32)
         gts[s.instance_id] = gt_on_grid(s.gt, grid) > 0
+        sizes[s.instance_id] = grid.voxel_size
         if s.label == "anomalous":
             anomalous.append(s.instance_id)
     nominal = [i for i in vols if i not in anomalous]
-    wins, pairs, on_defect = 0, 0, 0
-    for a in anomalous:
-        v, g = vols[a], gts[a]
-        for n in nominal:
-            both = g & ~np.isnan(v) & ~np.isnan(vols[n])
-            if both.any():
-                wins += bool(v[both].mean() > vols[n][both].mean())
-                pairs += 1
-        peak = np.unravel_index(np.nanargmax(v), v.shape)
-        on_defect += bool(ndimage.distance_transform_edt(~g)[peak] * grid.voxel_size <= near_mm)
-    oracle = [np.where(np.isnan(vols[i]), np.nan, gts[i].astype(np.float32)) for i in vols]
-    ceiling = {"v_aupro_1": aupro(oracle, [gts[i] for i in vols], 0.01),
-               "v_auroc": pixel_auroc(oracle, [gts[i] for i in vols])}
-    return {"twin_wins": wins, "twin_pairs": pairs, "argmax_on_defect": on_defect, "n_anomalous": len(anomalous),
-            "ceiling": ceiling}
+    twin = twin_contrast([vols[a] for a in anomalous], [gts[a] for a in anomalous], [vols[n] for n in nominal])
+    on_defect = sum(argmax_on_defect(vols[a], gts[a], sizes[a], near_mm) for a in anomalous)
+    ceiling = oracle_ceiling(list(vols.values()), list(gts.values()), (0.01,))
+    return {"twin_wins": twin.wins, "twin_pairs": twin.pairs, "argmax_on_defect": on_defect,
+            "n_anomalous": len(anomalous), "ceiling": ceiling}
 
 
 def silhouette_figures(run: Path, root: Path, out: Path, category: str, test_cache: Path, size: int) -> dict:
-    """Silhouette share of one category's per-view maps (see the module docstring)."""
-    from scipy import ndimage
-
+    """Silhouette share of one category's per-view maps (:func:`mv3dad.metrics.localisation.outline_share`)."""
     from mv3dad.data import open_dataset
+    from mv3dad.metrics.localisation import outline_share
     from mv3dad.pipeline.predict import PredictJob, run_predict
 
     if not (out / "scores.json").is_file():
         run_predict(PredictJob(str(run), str(root), str(out), save_maps=True, backend="numba",
                                feature_cache=str(test_cache)), progress=False)
-    fg_share, top_share, peak_near = [], [], []
+    maps, fgs = [], []
     for s in open_dataset(root)[category].test:
-        maps = np.load(out / category / f"{s.instance_id}_maps.npz", allow_pickle=False)["maps"].astype(np.float32)
-        peak = (-np.inf, False)
-        for view, m in zip(s.views, maps):
-            fg = view.depth > 0
-            near = ndimage.distance_transform_edt(fg) <= 14 * fg.shape[1] / size
-            ok = fg & ~np.isnan(m)
-            if ok.sum() < 100:
-                continue
-            top = ok & (m >= np.quantile(m[ok], 0.99))
-            fg_share.append(near[ok].mean())
-            top_share.append(near[top].mean())
-            k = np.flatnonzero(ok.ravel())[np.argmax(m[ok])]
-            peak = max(peak, (float(m.ravel()[k]), bool(near.ravel()[k])))
-        peak_near.append(peak[1])
-    return {"foreground_near_edge": float(np.mean(fg_share)), "top1_near_edge": float(np.mean(top_share)),
-            "peaks_near_edge": int(np.sum(peak_near)), "n_instances": len(peak_near)}
+        maps.append(np.load(out / category / f"{s.instance_id}_maps.npz", allow_pickle=False)["maps"])
+        fgs.append(np.stack([view.depth > 0 for view in s.views]))
+    token_px = 14 * fgs[0].shape[2] / size
+    share = outline_share(maps, fgs, token_px)
+    return {"foreground_near_edge": share.foreground_near_outline, "top1_near_edge": share.top1_near_outline,
+            "peaks_near_edge": share.peaks_near_outline, "n_instances": share.n_instances}
 
 
 def run_size(a, size: int, watch: Stopwatch) -> dict:
