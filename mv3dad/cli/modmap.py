@@ -8,7 +8,35 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import dataclasses
+
 import typer
+
+from mv3dad.config import ClassRef, field_default, field_help
+
+# The config dataclasses whose fields the options mirror, read from their source (importing them loads torch).
+FIT_CONFIG = "mv3dad.mapping.fit:FitConfig"
+ENCODER_CONFIG = "mv3dad.pipeline.features:EncoderConfig"
+FIT_JOB = "mv3dad.pipeline.fit:FitJob"
+DEVIATION_CONFIG = "mv3dad.scoring.methods.deviation:DeviationConfig"
+METRICS_CONFIG = "mv3dad.metrics.evaluate:MetricsConfig"
+
+_UNSET = object()
+
+
+def _option(cls: ClassRef, name: str, *decls: str, default=_UNSET, prefix: str = ""):
+    """A ``typer.Option`` mirroring field ``name`` of ``cls``: help = the field's docstring entry, default = the
+    field's default (``default=None`` keeps the option an override: unset = the config file's or the dataclass's
+    value, whose default is then shown)."""
+    field_value = field_default(cls, name)
+    value = field_value if default is _UNSET else default
+    if value is dataclasses.MISSING:
+        raise ValueError(f"{cls}.{name}: no literal default; pass default=")
+    if field_value is None or field_value is dataclasses.MISSING or isinstance(field_value, bool):
+        shown = False  # flags and "None = ..." fields say their default in the help text
+    else:
+        shown = True if default is _UNSET else str(field_value)
+    return typer.Option(value, *decls, help=prefix + field_help(cls, name), show_default=shown)
 
 
 def register(app: typer.Typer) -> None:
@@ -19,32 +47,28 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Argument(..., help="Dataset root (mv3dad layout, e.g. from `mv3dad synth`)."),
         category: str = typer.Option(..., "--category", "-c",
                                      help="Category to train on; several comma-separated with --multi-class."),
-        out: Path = typer.Option(..., "--out", "-o", help="Run directory to write."),
-        views: str = typer.Option("all", help="Views: all | K (K spread evenly) | i,j,... (rig view indices)."),
-        setup: str = typer.Option("real2real", help="real2real | synth2real: which training instance."),
-        method: str = typer.Option("modmap", help="modmap | cfm | cfm_vc | cpir | modmap_lb3m | knn | deviation "
-                                   "(distance to the nominal shape; needs no encoders)."),
-        reference_mesh: Optional[Path] = typer.Option(
-            None, help="deviation: the part's CAD mesh (STL/OBJ/PLY/GLB, mm, any pose); default: the fused "
-                       "training scan."),
-        registration: str = typer.Option("similarity", help="deviation: similarity (rotation, translation, "
-                                         "scale) | rigid (a wrong scale is itself a defect)."),
-        mapper: Optional[str] = typer.Option(None, help="cfm | lb3m (overrides the method's mapper)."),
-        no_modulation: bool = typer.Option(False, "--no-modulation", help="Switch the FiLM view modulators off."),
-        multi_class: bool = typer.Option(False, "--multi-class", help="One model for all given categories."),
-        epochs: Optional[int] = typer.Option(None, help="Training epochs (config default 200)."),
-        image_size: Optional[int] = typer.Option(None, help="Network input side, a multiple of 14."),
-        image_encoder: Optional[str] = typer.Option(None, help="Image encoder: registry/timm NAME or a DIR."),
-        image_weights: Optional[Path] = typer.Option(None, help="Local weights file for a named image encoder."),
-        depth_encoder: Optional[Path] = typer.Option(
-            None, help="DINO-Depth directory from `pretrain-depth`, or patch14 (the non-learned reference)."),
-        random_init: bool = typer.Option(False, "--random-init",
-                                         help="Allow untrained encoders (tests and ablations only)."),
-        config: Optional[Path] = typer.Option(None, help="Training config YAML (default: the packaged mv3dad/configs/modmap.yaml)."),
-        no_cache: bool = typer.Option(False, "--no-cache", help="Do not keep extracted features on disk."),
-        coreset: Optional[float] = typer.Option(None, help="knn: keep this fraction of tokens per view."),
-        resume: bool = typer.Option(False, "--resume", help="Continue an interrupted training."),
-        device: Optional[str] = typer.Option(None, help="auto | cpu | cuda."),
+        out: Path = typer.Option(..., "--out", "-o", help=field_help(FIT_JOB, "out")),
+        views: str = _option(FIT_JOB, "views"),
+        setup: str = _option(FIT_JOB, "setup"),
+        method: str = _option(FIT_JOB, "method"),
+        reference_mesh: Optional[Path] = _option(DEVIATION_CONFIG, "reference_mesh"),
+        registration: str = _option(DEVIATION_CONFIG, "registration"),
+        mapper: Optional[str] = _option(FIT_CONFIG, "mapper", default=None),
+        no_modulation: bool = _option(FIT_CONFIG, "modulation", "--no-modulation", default=False,
+                                      prefix="Negates: "),
+        multi_class: bool = _option(FIT_CONFIG, "multi_class", "--multi-class", default=False),
+        epochs: Optional[int] = _option(FIT_CONFIG, "epochs", default=None),
+        image_size: Optional[int] = _option(ENCODER_CONFIG, "image_size", default=None),
+        image_encoder: Optional[str] = _option(ENCODER_CONFIG, "image_encoder", default=None),
+        image_weights: Optional[Path] = _option(ENCODER_CONFIG, "image_weights", default=None),
+        depth_encoder: Optional[Path] = _option(ENCODER_CONFIG, "depth_encoder", default=None),
+        random_init: bool = _option(ENCODER_CONFIG, "random_init", "--random-init", default=False),
+        config: Optional[Path] = typer.Option(None, help="Training config YAML: overrides of the FitConfig defaults "
+                                              "(default: the packaged mv3dad/configs/modmap.yaml)."),
+        no_cache: bool = _option(FIT_JOB, "cache_features", "--no-cache", default=False, prefix="Negates: "),
+        coreset: Optional[float] = _option(FIT_JOB, "coreset"),
+        resume: bool = _option(FIT_JOB, "resume", "--resume"),
+        device: Optional[str] = _option(FIT_CONFIG, "device", default=None),
     ) -> None:
         """Train ModMap (or a baseline) on a category's nominal training instance, all N x N view pairs."""
         from mv3dad.config import default_config, load_config
@@ -107,9 +131,8 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="Dataset root with the ground truth."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
         markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the table as Markdown here."),
-        elements: str = typer.Option("observed", "--evaluate",
-                                     help="Evaluated voxels: observed (+ every GT voxel) | all | observed_only."),
-        mode: str = typer.Option("exact", help="AUPRO: exact (every threshold) | mvtec (fixed thresholds, as CFM)."),
+        elements: str = _option(METRICS_CONFIG, "evaluate", "--evaluate"),
+        mode: str = _option(METRICS_CONFIG, "mode"),
     ) -> None:
         """I-AUROC and V-AUPRO@1% / @30% per category and their mean, as a Markdown table."""
         from mv3dad.pipeline.evaluate import run_evaluate

@@ -25,7 +25,8 @@ from mv3dad.mapping.model import ModMapModel
 
 @dataclass
 class FitConfig:
-    """Training config of a ModMap / CFM / CPIR model (``configs/modmap.yaml`` holds the defaults).
+    """Training config of a ModMap / CFM / CPIR model; the defaults below are the defaults (``configs/modmap.yaml``
+    holds only overrides), and each field's entry here is also its ``mv3dad fit --help`` text.
 
     Attributes:
         mapper: registered mapper: ``cfm`` (CFM's two MLPs) or ``lb3m`` (CPIR's latent-bridged module).
