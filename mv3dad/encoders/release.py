@@ -227,7 +227,7 @@ def write_authors_release(out_dir: str | Path, vit: DinoV3ViT, heads: dict[str, 
     """
     import yaml
 
-    from mv3dad.export.atomic import atomic_file, atomic_write
+    from mv3dad.io.atomic import atomic_file, atomic_write
 
     out = Path(out_dir)
     teacher = {BACKBONE + k: v.detach().float().cpu().contiguous() for k, v in vit.state_dict().items()}
