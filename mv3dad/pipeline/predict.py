@@ -22,7 +22,7 @@ import numpy as np
 from mv3dad.data import open_dataset
 from mv3dad.data.scene import DataError, Sample, View
 from mv3dad.encoders import SquareFit
-from mv3dad.encoders.preprocess import to_original_valid
+from mv3dad.encoders.preprocess import to_original, to_original_valid
 from mv3dad.io.atomic import atomic_file, atomic_write
 from mv3dad.geometry.camera import Camera
 from mv3dad.geometry.grid import VoxelGrid
@@ -69,6 +69,10 @@ class PredictJob:
             surface voxel; None = the smallest factor giving a pixel footprint of at most half a voxel (1 for
             scans already that dense, e.g. SiM3D's 12 Mpx views).
         seed: seed of the random source selection.
+        valid_tokens: token maps reach the pixels through the valid tokens only (those that see enough measured
+            depth; normalised convolution, :func:`mv3dad.encoders.preprocess.to_original_valid`); False = plain
+            bilinear upsampling of every token, as before (ablation: half-background tokens then leak onto the
+            outline).
         feature_cache: folder where frozen features are kept and reused (by later runs, other processes and
             view-subsampling studies); None = computed per call.
     """
@@ -88,6 +92,7 @@ class PredictJob:
     rig_tolerance_mm: float = 1.0
     supersample: int | None = None
     seed: int = 0
+    valid_tokens: bool = True
     feature_cache: str | None = None
 
 
@@ -202,6 +207,8 @@ class Predictor:
         h, w = view.depth.shape
         fit = SquareFit(h, w, self.enc_cfg.image_size)
         s_img, s_dep = scores.tokens
+        if not self.job.valid_tokens:
+            return fuse(to_original(s_img[t], fit), to_original(s_dep[t], fit), self.job.fuse).numpy().astype(np.float32)
         valid = feats.valid[t]
         m = fuse(to_original_valid(s_img[t], valid, fit), to_original_valid(s_dep[t], valid, fit), self.job.fuse)
         m = m.numpy().astype(np.float32)
@@ -210,12 +217,22 @@ class Predictor:
         return m
 
 
-def run_predict(job: PredictJob, progress: bool = True) -> Path:
-    """Score the test split; returns the output directory."""
+def run_predict(job: PredictJob, progress: bool = True, shard: tuple[int, int] | None = None) -> Path:
+    """Score the test split; returns the output directory.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) and without ``shard`` the samples are spread over the processes and
+    rank 0 merges one ``scores.json`` (:func:`mv3dad.pipeline.distributed.predict_distributed`). ``shard=(rank,
+    world)`` scores only the samples ``i`` (in dataset order over the categories) with ``i % world == rank`` and
+    writes their record to ``scores.rank<rank>.json`` (:func:`~mv3dad.pipeline.distributed.shard_scores_name`).
+    """
     from rich.progress import Progress
 
     from mv3dad.export import save_volume
+    from mv3dad.pipeline import distributed
 
+    if shard is None and distributed.world_size() > 1:
+        return distributed.predict_distributed(job, progress)
+    rank, world = shard or (0, 1)
     predictor = Predictor(job.run, job)
     ds = open_dataset(job.data)
     cats = job.categories or predictor.categories
@@ -228,13 +245,18 @@ def run_predict(job: PredictJob, progress: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {}
     timings = []
+    n_seen = 0
     with Progress(disable=not progress) as bar:
         for cat in cats:
             tests = ds[cat].test
             task = bar.add_task(f"predict {cat}", total=len(tests))
             results[cat] = {}
             (out / cat).mkdir(exist_ok=True)
-            for sample in tests:
+            for i in range(len(tests)):
+                if (n_seen + i) % world != rank:  # another process's sample (not loaded)
+                    bar.advance(task)
+                    continue
+                sample = tests[i]
                 t0 = time.perf_counter()
                 pred = predictor.predict_sample(sample)
                 for fmt in dict.fromkeys(["npz", *job.formats]):
@@ -246,10 +268,14 @@ def run_predict(job: PredictJob, progress: bool = True) -> Path:
                 results[cat][sample.instance_id] = {"score": pred.score, "label": sample.label,
                                                     "seconds": round(dt, 3), **pred.info}
                 bar.advance(task)
+            n_seen += len(tests)
     record = {"run": str(job.run), "data": str(job.data), "job": dataclasses.asdict(job),
               "method": predictor.record.method, "n_views": len(predictor.rig_ids), "rig_views": predictor.rig_ids,
               "scores": results, "mean_seconds_per_sample": float(np.mean(timings)) if timings else None}
-    atomic_write(out / SCORES_FILE, json.dumps(record, indent=2), fsync=True)
+    if world > 1:
+        record["seconds"] = timings
+    name = SCORES_FILE if world == 1 else distributed.shard_scores_name(rank)
+    atomic_write(out / name, json.dumps(record, indent=2), fsync=True)
     return out
 
 
