@@ -22,7 +22,7 @@ import numpy as np
 from mv3dad.data import open_dataset
 from mv3dad.data.scene import DataError, Sample, View
 from mv3dad.encoders import SquareFit
-from mv3dad.encoders.preprocess import to_original_valid
+from mv3dad.encoders.preprocess import to_original, to_original_valid
 from mv3dad.io.atomic import atomic_file, atomic_write
 from mv3dad.geometry.camera import Camera
 from mv3dad.geometry.grid import VoxelGrid
@@ -69,6 +69,10 @@ class PredictJob:
             surface voxel; None = the smallest factor giving a pixel footprint of at most half a voxel (1 for
             scans already that dense, e.g. SiM3D's 12 Mpx views).
         seed: seed of the random source selection.
+        valid_tokens: token maps reach the pixels through the valid tokens only (those that see enough measured
+            depth; normalised convolution, :func:`mv3dad.encoders.preprocess.to_original_valid`); False = plain
+            bilinear upsampling of every token, as before (ablation: half-background tokens then leak onto the
+            outline).
         feature_cache: folder where frozen features are kept and reused (by later runs, other processes and
             view-subsampling studies); None = computed per call.
     """
@@ -88,6 +92,7 @@ class PredictJob:
     rig_tolerance_mm: float = 1.0
     supersample: int | None = None
     seed: int = 0
+    valid_tokens: bool = True
     feature_cache: str | None = None
 
 
@@ -202,6 +207,8 @@ class Predictor:
         h, w = view.depth.shape
         fit = SquareFit(h, w, self.enc_cfg.image_size)
         s_img, s_dep = scores.tokens
+        if not self.job.valid_tokens:
+            return fuse(to_original(s_img[t], fit), to_original(s_dep[t], fit), self.job.fuse).numpy().astype(np.float32)
         valid = feats.valid[t]
         m = fuse(to_original_valid(s_img[t], valid, fit), to_original_valid(s_dep[t], valid, fit), self.job.fuse)
         m = m.numpy().astype(np.float32)

@@ -10,12 +10,16 @@ Score (per test sample): the scan's points (all views, foreground) are registere
 a trimmed similarity ICP (:func:`mv3dad.geometry.registration.register`; ``rigid`` as an option), and each pixel
 scores its point's distance to the reference surface in mm:
 
-- CAD reference: the exact distance to the mesh (closest point, open3d);
-- scan reference: the point-to-plane distance to the nearest reference point beyond the local noise band
+- CAD reference: the distance to the mesh, as the point-to-plane distance to the nearest of the points sampled
+  on it (``cad_spacing`` apart) that faces the same way as the test point (so a point on one face of a thin wall
+  is compared with that face, not with the wall's other side);
+- scan reference: the point-to-plane distance to the nearest facing reference point beyond the local noise band
   (``max(|d| - noise_k * sigma, 0)``). A surface the reference never observed is *unsupported* and scores 0,
   not anomalous: a point in front of the reference counts only if at least ``free_space_views`` training views
-  saw through it (measured a surface behind it), a point behind it only if the test view saw through the
-  reference surface; a point with no reference point within ``lateral_gate_mm`` only under the same tests.
+  saw through it (measured a surface behind it). A point behind a facing reference point nearby counts (missing
+  material: a dent, a chunk), except next to a depth discontinuity of its view, where an occlusion boundary one
+  pixel off mimics it: there, and for points with no facing reference point within ``lateral_gate_mm``, it
+  counts only if the test view saw through the reference surface.
 
 The volume is then cleaned of single-voxel spikes (each voxel clamped to the largest of its 26 neighbours), which
 keeps defects two voxels wide. Registration scale, fitness and RMSE go to ``scores.json``; a sample whose
@@ -64,6 +68,7 @@ class DeviationConfig:
             half the point's deviation when that is smaller, so shallow scratches are confirmed too).
         lateral_gate_mm: a test point farther than this from every reference point is unsupported unless the
             free-space tests confirm it.
+        cad_spacing: mm between the points sampled on the CAD mesh (the distance is taken to their tangent planes).
         stride: registration uses every ``stride``-th pixel of each view in both directions (speed).
         spike_clamp: clamp each pixel to the largest of its 8 neighbours and each voxel to the largest of its 26
             (removes single-pixel and single-voxel spikes, keeps anything two wide).
@@ -80,6 +85,7 @@ class DeviationConfig:
     free_space_views: int = 2
     free_space_margin_mm: float = 2.0
     lateral_gate_mm: float = 2.0
+    cad_spacing: float = 0.75
     stride: int = 3
     spike_clamp: bool = True
 
@@ -165,7 +171,7 @@ class DeviationMethod(Method):
 
     def __init__(self, cfg: DeviationConfig | None = None, refs: dict | None = None):
         self.cfg = cfg or DeviationConfig()
-        self.refs = refs or {}  # category -> dict(points, normals, sigma, tree, mesh scene, train views)
+        self.refs = refs or {}  # category -> dict(points, normals, sigma, tree, depth, near, cameras, cad_*)
 
     # ---- fit -------------------------------------------------------------------------------------------------
     def fit(self, ctx: FitContext) -> None:
@@ -177,17 +183,20 @@ class DeviationMethod(Method):
             folder.mkdir(parents=True, exist_ok=True)
             views = samples[0].views
             scan = fuse_scan(views, cfg.reference_voxel)
-            with atomic_file(folder / REFERENCE_FILE) as tmp, open(tmp, "wb") as f:
-                np.savez_compressed(f, **scan, depth=np.stack([v.depth for v in views]).astype(np.float32))
+            arrays = {**scan, "depth": np.stack([v.depth for v in views]).astype(np.float32)}
             if cfg.reference_mesh:
                 mesh = _load_mesh(cfg.reference_mesh)
                 T, rep = register_mesh(mesh, scan, cfg)
                 mesh.apply_transform(T)
                 with atomic_file(folder / MESH_FILE) as tmp:
                     mesh.export(str(tmp), file_type="ply")
+                cad_p, cad_n = _mesh_samples(mesh, cfg.cad_spacing)
+                arrays.update(cad_points=cad_p.astype(np.float32), cad_normals=cad_n.astype(np.float32))
                 report[cat] = {"reference_mesh": str(cfg.reference_mesh), "registration": rep}
             else:
                 report[cat] = {"reference_mesh": None, "reference_points": int(len(scan["points"]))}
+            with atomic_file(folder / REFERENCE_FILE) as tmp, open(tmp, "wb") as f:
+                np.savez_compressed(f, **arrays)
         record = {"config": asdict(cfg), "categories": report}
         atomic_write(ctx.out / CONFIG_FILE, json.dumps(record, indent=2))
 
@@ -205,13 +214,15 @@ class DeviationMethod(Method):
             try:
                 with np.load(folder / REFERENCE_FILE, allow_pickle=False) as z:
                     ref = {k: z[k] for k in ("points", "normals", "sigma", "depth")}
+                    if "cad_points" in z.files:
+                        ref["cad_points"], ref["cad_normals"] = z["cad_points"], z["cad_normals"]
             except (OSError, ValueError, KeyError) as e:
                 raise ValueError(f"{folder / REFERENCE_FILE}: cannot read the reference: {e}") from None
             ref["tree"] = cKDTree(ref["points"])
             ref["near"] = np.stack([free_space_depth(d) for d in ref["depth"]])
             ref["cameras"] = [Camera.from_dict(c) for c in record["cameras"][cat]]
-            if (folder / MESH_FILE).is_file():
-                ref["scene"] = _raycasting_scene(folder / MESH_FILE)
+            if "cad_points" in ref:
+                ref["cad_tree"] = cKDTree(ref["cad_points"])
             refs[cat] = ref
         return cls(cfg, refs)
 
@@ -230,28 +241,36 @@ class DeviationMethod(Method):
             raise DataError(f"{where}: registration to the reference failed (fitness {reg.fitness:.3f} < "
                             f"min_fitness {cfg.min_fitness}); a different part, or a badly damaged one")
         T_inv = invert(reg.transform)
+        rot = reg.transform[:3, :3] / reg.scale
         maps = np.full((len(sample.views), *fg[0].shape), np.nan, np.float32)
         for t, (view, p, f) in enumerate(zip(sample.views, P, fg)):
             q = apply(reg.transform, p[f])
-            maps[t][f] = self._distances(q, ref, view, T_inv)
+            normals = point_image_normals(p, view.camera.center)
+            edge = ndimage.binary_dilation(~np.isfinite(normals).all(axis=2), np.ones((3, 3), bool))
+            maps[t][f] = self._distances(q, normals[f] @ rot.T, edge[f], ref, view, T_inv)
             if cfg.spike_clamp:
                 maps[t] = clamp_spikes(maps[t])
         return ViewScores(pixels=maps, info={"registration": reg.to_dict()})
 
-    def _distances(self, q: np.ndarray, ref: dict, view: View, T_inv: np.ndarray) -> np.ndarray:
-        """(P,) mm distance to the reference of the points ``q`` (reference frame) measured by ``view``."""
+    def _distances(self, q: np.ndarray, nq: np.ndarray, edge: np.ndarray, ref: dict, view: View, T_inv: np.ndarray
+                   ) -> np.ndarray:
+        """(P,) mm distance to the reference of the points ``q`` (reference frame, unit normals ``nq``, NaN where
+        unknown) measured by ``view``; ``edge`` (P,) marks points next to a depth discontinuity or a hole."""
         cfg = self.cfg
-        if "scene" in ref:
-            import open3d as o3d
-
-            ans = ref["scene"].compute_closest_points(o3d.core.Tensor(q.astype(np.float32)))
-            return np.linalg.norm(q - ans["points"].numpy(), axis=1)
-        dist, idx = ref["tree"].query(q, workers=-1)
+        if "cad_tree" in ref:  # the CAD surface is complete: its distance is the score
+            idx, dist, _ = _nearest_facing(ref["cad_tree"], ref["cad_normals"], q, nq)
+            r, n = ref["cad_points"][idx], ref["cad_normals"][idx]
+            d = np.sum((q - r) * n, axis=1)
+            lateral = np.sqrt(np.maximum(dist ** 2 - d ** 2, 0))
+            return np.where(lateral <= 2 * cfg.cad_spacing, np.abs(d), dist).astype(np.float32)
+        idx, dist, facing = _nearest_facing(ref["tree"], ref["normals"], q, nq)
         r, n, sig = ref["points"][idx], ref["normals"][idx], ref["sigma"][idx]
         d = np.sum((q - r) * n, axis=1)
         lateral = np.sqrt(np.maximum(dist ** 2 - d ** 2, 0))
         score = np.maximum(np.abs(d) - cfg.noise_k * sig, 0).astype(np.float32)
-        doubt = score > 0
+        # trusted without a free-space test: material missing under a reference surface that faces the same way,
+        # close by, away from depth discontinuities (a dent, a chunk); everything else must be confirmed
+        doubt = (score > 0) & ((d > 0) | edge | ~facing | (lateral > cfg.lateral_gate_mm))
         margin = np.clip(0.5 * np.abs(d), 0.05, cfg.free_space_margin_mm)
         front = doubt & (d > 0)
         behind = doubt & ~front
@@ -317,12 +336,18 @@ def _seen_through(points: np.ndarray, near: np.ndarray, cameras: list[Camera], m
     return count
 
 
-def _raycasting_scene(path: Path):
-    import open3d as o3d
-    import trimesh
+def _nearest_facing(tree: cKDTree, normals: np.ndarray, q: np.ndarray, nq: np.ndarray, k: int = 8
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per point of ``q`` the nearest of its ``k`` nearest reference points that faces the same way (normals less
+    than 70 degrees apart; the plain nearest where none does, or the point's normal is unknown): so a point on one
+    face of a thin wall is compared with that face, not with the wall's other side.
 
-    mesh = trimesh.load(str(path), force="mesh", process=False)
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, np.float32)),
-                        o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)))
-    return scene
+    Returns:
+        (P,) reference indices, (P,) distances and (P,) bool: a facing reference point was found.
+    """
+    dist, idx = tree.query(q, k=k, workers=-1)
+    facing = np.einsum("pkc,pc->pk", normals[idx], np.nan_to_num(nq)) > 0.34
+    found = facing.any(axis=1)
+    first = np.where(found, np.argmax(facing, axis=1), 0)
+    rows = np.arange(len(q))
+    return idx[rows, first], dist[rows, first], found
