@@ -13,7 +13,7 @@ import os
 import typer
 from typer.core import TyperGroup
 
-from mv3dad.cli import modmap, pretrain, synth, volume
+from mv3dad.cli import demo, modmap, pretrain, study, synth, volume
 from mv3dad.errors import Mv3dadError, exit_status
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (Mv3dadError, ValueError, OSError, MemoryError, RuntimeError)
@@ -50,7 +50,7 @@ app = typer.Typer(cls=_ErrorHandlingGroup,
                   help="mv3dad: multiview, multimodal 3D anomaly detection of industrial parts.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-for _module in (synth, volume, pretrain, modmap):
+for _module in (synth, volume, pretrain, modmap, demo, study):
     _module.register(app)
 
 
