@@ -102,7 +102,7 @@ def cross_view(method: str) -> bool:
 
 
 def settings(n_run: int, cfg: StudyConfig, method: str) -> list[Setting]:
-    """Every (subset, K, seed) of the sweep, the all-views all-pairs point first."""
+    """Every (subset, K, seed) of the sweep, the all-views all-pairs point first (always measured)."""
     ks = cfg.sources or [None]
     if not cross_view(method):
         ks = [None]
@@ -131,6 +131,8 @@ def settings(n_run: int, cfg: StudyConfig, method: str) -> list[Setting]:
             s = Setting(n, kk, seed, ids)
             if all(o.name != s.name for o in out):
                 out.append(s)
+    if not any(o.n == n_run and o.k is None for o in out):  # the reference: every view, every source
+        out.append(Setting(n_run, None, 0, list(range(n_run))))
     out.sort(key=lambda s: (-(s.n == n_run and s.k is None), s.k or 10 ** 6, s.n, s.seed))
     return out
 
