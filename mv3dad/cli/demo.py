@@ -27,8 +27,6 @@ def demo(
     """The main job in one command, on a small benchmark it generates: synth -> deviation from the CAD model and
     from the measured scan (the best setup without downloadable weights) -> DINO-Depth pretraining and ModMap,
     briefly -> predict -> evaluate -> export (.vdb, .npy, .ply) -> pictures of an anomalous and a nominal part."""
-    from rich.console import Console
-
     from mv3dad.pipeline.demo import REAL_USE, DemoConfig, run_demo
 
     given = dict(image_size=image_size, views=views, test_instances=test_instances, pretrain_steps=pretrain_steps,
@@ -38,17 +36,17 @@ def demo(
         cats = tuple(c.strip() for c in categories.split(",") if c.strip())
         kw.update(categories=cats, modmap_categories=cats[:1])
     res = run_demo(out, DemoConfig(**kw), progress=progress)
-    con = Console()
-    con.print(f"\n[bold]Results[/] ({res.seconds:.0f} s"
-              + (f"; {len(res.skipped)} stages reused from an earlier run" if res.skipped else "") + ")\n")
-    con.print(res.table, markup=False, highlight=False)
-    con.print("\nModMap here runs a few epochs on weight-free and briefly pretrained encoders: it shows every stage "
-              "of the method, not its quality.\n\n[bold]Outputs[/]")
+    echo = typer.echo
+    echo(f"\nResults ({res.seconds:.0f} s" + (f"; {len(res.skipped)} of the stages reused from an earlier run"
+                                             if res.skipped else "") + f"; also in {out / 'results.md'})\n")
+    echo(res.table)
+    echo("\ndeviation compares each part with the nominal shape (CAD mesh, or the measured training scan); ModMap "
+         "here runs a few\nepochs on weight-free and briefly pretrained encoders: it shows every stage of the "
+         "method, not its quality.\n\nOutputs")
     width = max(len(k) for k in res.outputs)
     for k, v in res.outputs.items():
-        con.print(f"  {k:<{width}}  {v}", markup=False, highlight=False)
-    con.print("\n" + REAL_USE, markup=False, highlight=False)
-
+        echo(f"  {k:<{width}}  {v}")
+    echo("\n" + REAL_USE)
 
 def register(app: typer.Typer) -> None:
     """Add this module's command to app."""
