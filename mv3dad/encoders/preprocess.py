@@ -11,6 +11,14 @@ never produced by a measured pixel. The mapping is invariant to the depth unit a
 scanners and datasets with different units and working distances give comparable inputs; robust percentiles
 (not min/max) keep a few flying pixels or a small defect from changing the scale of the whole view, so the same
 surface seen by the same rig view in two instances maps to (almost) the same values, token by token.
+
+Two preprocessings (``EncoderConfig.preprocess``, side by side in ``docs/encoders.md``): ``"default"`` (above;
+:func:`preprocess_image`, :func:`preprocess_depth`) and ``"modmap"``, the ModMap authors' (:func:`preprocess_image_modmap`,
+:func:`preprocess_depth_modmap`: grayscale, edge square-pad, bicubic resize, 3 channels, divided by the maximum,
+mean 0.445 / std 0.269; depth: non-finite -> 0, edge square-pad, nearest resize, divided by the maximum). Both pad
+at the bottom/right (the authors centre the view), so :class:`SquareFit` and :func:`to_original` hold for both.
+Token validity never reads the network input (the ``modmap`` depth is edge-padded, so the pad would look measured):
+it comes from the measured-pixel mask on the depth encoder's input grid (:func:`depth_validity_input`).
 """
 
 from __future__ import annotations
@@ -23,6 +31,10 @@ import torch.nn.functional as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MODMAP_MEAN = 0.445  # the ModMap authors' gray-image normalisation
+MODMAP_STD = 0.269
+PREPROCESS_MODES = ("default", "modmap")
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as OpenCV's grayscale read
 
 
 @dataclass(frozen=True)
@@ -88,7 +100,8 @@ def scale_depth(depth: np.ndarray, scaling: DepthScaling = DepthScaling()) -> np
         scaling: the percentile mapping.
 
     Returns:
-        (H, W) float32; 0 exactly where the input is invalid. A view whose valid depth is constant maps to 1.
+        (H, W) float32; 0 exactly where the input is invalid. A view whose valid depth is constant maps to
+        ``floor``.
     """
     d = clean_depth(depth)
     valid = d > 0
@@ -236,16 +249,95 @@ def to_original_valid(grid_map: torch.Tensor | np.ndarray, valid: torch.Tensor |
     return torch.where(den > 0, num / den.clamp_min(1e-12), torch.full_like(num, float("nan")))
 
 
-def token_validity(depth_input: torch.Tensor, patch_size: int, min_fraction: float = 0.5) -> torch.Tensor:
+def token_validity(depth_input: torch.Tensor, patch_size: int, min_fraction: float = 0.5,
+                   grid: int | None = None) -> torch.Tensor:
     """Which tokens see enough measured depth.
 
     Args:
-        depth_input: (B, 1, S, S) preprocessed depth (0 = invalid).
+        depth_input: (B, 1, S, S) preprocessed depth with the ``default`` preprocessing, or the measured-pixel mask
+            of :func:`depth_validity_input` (any preprocessing); > 0 = measured.
         patch_size: the encoder's patch size p.
-        min_fraction: a token is valid when at least this fraction of its p x p pixels is measured.
+        min_fraction: a token is valid when at least this fraction of its pixels is measured.
+        grid: the token grid the features end up on (None: S/p); the fraction is then taken over each of the
+            grid's S/grid x S/grid cells (S must be a multiple of ``grid``).
 
     Returns:
-        (B, S/p, S/p) bool.
+        (B, S/p, S/p) bool, or (B, grid, grid).
     """
     valid = (depth_input > 0).float()
-    return F.avg_pool2d(valid, patch_size)[:, 0] >= min_fraction
+    s = valid.shape[-1]
+    cell = patch_size if grid is None else s // grid
+    if s % cell or (grid is not None and s != grid * cell):
+        raise ValueError(f"input side {s} is not a whole number of {grid or s // patch_size} token cells")
+    return F.avg_pool2d(valid, cell)[:, 0] >= min_fraction
+
+
+def depth_validity_input(depth: np.ndarray, size: int) -> torch.Tensor:
+    """(1, size, size) float32 mask of measured pixels laid out like the network input: 1 where the view has a
+    measurement (finite and > 0), 0 elsewhere and in the bottom/right pad, resized with nearest neighbour
+    (``nearest-exact``). With the ``default`` preprocessing this equals ``preprocess_depth(depth, size) > 0``."""
+    m = pad_square(valid_depth(np.asarray(depth, dtype=np.float32)).astype(np.float32), "zeros")
+    return resize_nearest(torch.from_numpy(np.ascontiguousarray(m))[None], size)
+
+
+def image_to_gray(image: np.ndarray) -> np.ndarray:
+    """(H, W), (H, W, 1) or (H, W, 3) image, float in [0, 1], uint8 or uint16 -> (H, W) float32 in [0, 1]; RGB
+    is weighted with ITU-R BT.601 (0.299, 0.587, 0.114), as OpenCV's ``IMREAD_GRAYSCALE``."""
+    img = np.asarray(image)
+    scale = 255.0 if img.dtype == np.uint8 else (65535.0 if img.dtype == np.uint16 else 1.0)
+    img = img.astype(np.float32) / np.float32(scale)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = img @ np.asarray(GRAY_WEIGHTS, np.float32)
+    if img.ndim != 2:
+        raise ValueError(f"image must be (H, W) or (H, W, 3), got shape {np.shape(image)}")
+    return img.astype(np.float32)
+
+
+def _divide_by_max(x: torch.Tensor) -> torch.Tensor:
+    m = x.max()
+    return x / m if float(m) > 0 else x
+
+
+def preprocess_image_modmap(image: np.ndarray, size: int) -> torch.Tensor:
+    """One image -> the ModMap authors' network input (``--preprocess modmap``).
+
+    Gray (BT.601 weights for RGB), padded to square by edge replication (bottom/right; the authors centre the view),
+    resized bicubically with antialiasing (as torchvision's ``Resize(BICUBIC)`` on tensors), repeated to 3
+    channels, divided by its maximum, normalised with mean 0.445 and std 0.269.
+
+    Returns:
+        (3, size, size) float32.
+    """
+    g = pad_square(image_to_gray(image), "edge")
+    x = torch.from_numpy(np.ascontiguousarray(g))[None, None]
+    x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False)[0]
+    x = _divide_by_max(x.repeat(3, 1, 1))
+    return (x - MODMAP_MEAN) / MODMAP_STD
+
+
+def preprocess_depth_modmap(depth: np.ndarray, size: int) -> torch.Tensor:
+    """One depth map -> the ModMap authors' network input (``--preprocess modmap``).
+
+    Non-finite values (inf; also NaN) and negatives -> 0, padded to square by edge replication (bottom/right), resized
+    with nearest neighbour (``nearest``, as torchvision's ``NEAREST``), divided by the map's maximum. No
+    percentile scaling: the input keeps the depth's affine offset (far surfaces near 1, near ones below).
+
+    Returns:
+        (1, size, size) float32 in [0, 1].
+    """
+    d = np.asarray(depth, dtype=np.float32)
+    if d.ndim != 2:
+        raise ValueError(f"depth must be (H, W), got shape {d.shape}")
+    d = np.where(np.isfinite(d) & (d > 0), d, np.float32(0))
+    x = torch.from_numpy(np.ascontiguousarray(pad_square(d, "edge")))[None, None]
+    x = F.interpolate(x, size=(size, size), mode="nearest")[0]
+    return _divide_by_max(x)
+
+
+def check_preprocess(mode: str) -> str:
+    """``mode`` if it names a preprocessing, else a ValueError naming the choices."""
+    if mode not in PREPROCESS_MODES:
+        raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {mode!r}")
+    return mode

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import socket
@@ -21,7 +22,8 @@ import torch
 import torch.nn as nn
 
 from mv3dad.encoders.patches import PATCH_ARCH, PatchTokens
-from mv3dad.encoders.preprocess import IMAGENET_MEAN, IMAGENET_STD, DepthScaling, preprocess_depth, preprocess_image
+from mv3dad.encoders.preprocess import (IMAGENET_MEAN, IMAGENET_STD, DepthScaling, check_preprocess, preprocess_depth,
+                                        preprocess_depth_modmap, preprocess_image, preprocess_image_modmap)
 
 Modality = Literal["image", "depth"]
 
@@ -29,6 +31,8 @@ DEFAULT_IMAGE_ENCODER = "dinov2_vitb14_reg"
 DEFAULT_DEPTH_ENCODER = "dino_depth_vits14"
 WEIGHTS_FILE = "encoder.safetensors"
 CONFIG_FILE = "encoder.json"
+PRECISIONS = ("auto", "fp32", "bf16")
+BF16_MIN_COSINE = 0.999  # ``auto`` keeps bf16 when the patch tokens' mean cosine to fp32 reaches this
 
 
 class EncoderError(RuntimeError):
@@ -198,6 +202,9 @@ class Encoder(nn.Module):
         layers: number of transformer blocks used (the features are those of block ``layers``, normed).
         depth_scaling: depth-to-[0, 1] mapping used by :meth:`preprocess` for depth encoders.
         meta: the description written to / read from ``encoder.json``.
+        precision: ``"fp32"``, ``"bf16"`` (autocast on the encoder's device), or ``"default"`` (bf16 on CUDA, fp32
+            on CPU); set by :func:`mv3dad.pipeline.features.load_encoders` from ``EncoderConfig.precision``.
+            Non-learned encoders (``patch14``, ``geometric``, ``texture``) always run in fp32.
     """
 
     def __init__(self, vit: nn.Module, modality: Modality, layers: int | None = None,
@@ -214,7 +221,28 @@ class Encoder(nn.Module):
         self.layers = layers
         self.depth_scaling = depth_scaling
         self.meta = dict(meta or {})
+        self.precision = "default"
         self.eval()
+
+    @property
+    def learned(self) -> bool:
+        """False for the non-learned encoders (``patch14``, ``geometric``, ``texture``): no weights, always fp32."""
+        return self.meta.get("arch") not in NON_LEARNED
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.vit.parameters(), None)
+        if p is None:
+            p = next(self.vit.buffers(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def effective_precision(self, device: torch.device | None = None) -> str:
+        """``"fp32"`` or ``"bf16"``: what :meth:`features` runs in on ``device`` (None: the encoder's)."""
+        if not self.learned:
+            return "fp32"
+        if self.precision == "default":
+            return "bf16" if (device or self.device).type == "cuda" else "fp32"
+        return self.precision
 
     @property
     def in_chans(self) -> int:
@@ -241,7 +269,8 @@ class Encoder(nn.Module):
             batch_size: process at most this many inputs at a time (None: all at once).
 
         Returns:
-            (B, C, H/p, W/p) float32 on ``x``'s device; bf16 autocast on CUDA.
+            (B, C, H/p, W/p) float32 on ``x``'s device; computed under bf16 autocast when
+            :meth:`effective_precision` is ``"bf16"``.
         """
         if x.ndim != 4:
             raise EncoderError(f"features expects (B, C, H, W), got shape {tuple(x.shape)}")
@@ -251,9 +280,10 @@ class Encoder(nn.Module):
         p = self.patch_size
         if x.shape[2] % p or x.shape[3] % p:
             raise EncoderError(f"input size {tuple(x.shape[2:])} is not a multiple of the patch size {p}")
-        dev = next(self.vit.parameters()).device
+        dev = self.device
         chunks = x.split(batch_size or max(len(x), 1))
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+        amp = (torch.autocast(dev.type, dtype=torch.bfloat16) if self.effective_precision(dev) == "bf16"
+               else contextlib.nullcontext())
         out = []
         with amp:
             for c in chunks:
@@ -262,12 +292,24 @@ class Encoder(nn.Module):
                 out.append(f.float().to(x.device))
         return torch.cat(out)
 
-    def preprocess(self, arrays: Sequence[np.ndarray], size: int) -> torch.Tensor:
-        """Views -> a network batch (B, C_in, size, size) with this encoder's preprocessing."""
+    def preprocess(self, arrays: Sequence[np.ndarray], size: int, mode: str = "default") -> torch.Tensor:
+        """Views -> a network batch (B, C_in, size, size) with this encoder's preprocessing.
+
+        Args:
+            arrays: images (image encoders) or depth maps (depth encoders).
+            size: input side in pixels (a multiple of the patch size).
+            mode: ``"default"`` (ImageNet-normalised RGB; percentile-scaled depth, see
+                :mod:`mv3dad.encoders.preprocess`) or ``"modmap"`` (the ModMap authors' preprocessing).
+        """
         if size % self.patch_size:
             raise EncoderError(f"size {size} is not a multiple of the patch size {self.patch_size}")
+        check_preprocess(mode)
         if self.modality == "depth":
+            if mode == "modmap":
+                return torch.stack([preprocess_depth_modmap(a, size) for a in arrays])
             return torch.stack([preprocess_depth(a, size, self.depth_scaling) for a in arrays])
+        if mode == "modmap":
+            return torch.stack([preprocess_image_modmap(a, size) for a in arrays])
         return torch.stack([preprocess_image(a, size) for a in arrays])
 
 
@@ -277,7 +319,80 @@ def check_token_grids(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str] =
         raise EncoderError(f"feature maps must be (B, C, h, w), got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.shape[0] != b.shape[0] or a.shape[2:] != b.shape[2:]:
         raise EncoderError(f"token grid mismatch: {names[0]} features {tuple(a.shape)} vs {names[1]} features "
-                           f"{tuple(b.shape)}; feed both encoders the same input size (a multiple of 14)")
+                           f"{tuple(b.shape)}; give each encoder the input size (token grid x its patch size) that "
+                           f"makes the grids equal (mv3dad.pipeline.features.FeatureExtractor does)")
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16`` in /proc/cpuinfo; elsewhere oneDNN's
+    own check). Without it, autocast to bf16 on CPU is emulated and slower than fp32."""
+    return _cpu_bf16()
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        pass
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # noqa: BLE001 - no way to tell: assume not
+        return False
+
+
+def bf16_supported(device: torch.device | str) -> bool:
+    """Whether bf16 autocast is fast on ``device`` (CUDA: ``torch.cuda.is_bf16_supported()``; CPU:
+    :func:`cpu_supports_bf16`)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return device.type == "cpu" and cpu_supports_bf16()
+
+
+@torch.no_grad()
+def bf16_agreement(enc: "Encoder", side_tokens: int = 8, batch: int = 1, seed: int = 0) -> dict:
+    """Patch-token cosine between ``enc``'s bf16 and fp32 features on a fixed small random input.
+
+    The input is ``batch`` x C_in x (side_tokens p) x (side_tokens p), uniform in [0, 1) from a seeded generator
+    (the same in every process). Returns ``{"mean": ..., "min": ...}`` over the tokens.
+    """
+    g = torch.Generator().manual_seed(seed)
+    p = enc.patch_size
+    x = torch.rand(batch, enc.in_chans, side_tokens * p, side_tokens * p, generator=g).to(enc.device)
+    old = enc.precision
+    try:
+        enc.precision = "fp32"
+        a = enc.features(x)
+        enc.precision = "bf16"
+        b = enc.features(x)
+    finally:
+        enc.precision = old
+    cos = torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=1)
+    return {"mean": float(cos.mean()), "min": float(cos.min())}
+
+
+def set_precision(enc: "Encoder", precision: str = "auto", min_cosine: float = BF16_MIN_COSINE) -> str:
+    """Choose and set ``enc.precision`` on its current device; returns the effective precision.
+
+    ``fp32``: fp32. ``bf16``: bf16 autocast (even where it is emulated). ``auto``: bf16 where the device computes
+    bf16 natively (:func:`bf16_supported`) AND :func:`bf16_agreement`'s mean cosine reaches ``min_cosine``
+    (recorded in ``enc.meta["bf16_check"]``), else fp32. Non-learned encoders stay fp32.
+    """
+    if precision not in PRECISIONS:
+        raise EncoderError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if not enc.learned or precision == "fp32":
+        enc.precision = "fp32"
+    elif precision == "bf16":
+        enc.precision = "bf16"
+    elif not bf16_supported(enc.device):
+        enc.precision = "fp32"
+    else:
+        check = bf16_agreement(enc)
+        enc.meta["bf16_check"] = {**check, "threshold": min_cosine}
+        enc.precision = "bf16" if check["mean"] >= min_cosine else "fp32"
+    return enc.effective_precision()
 
 
 def build_encoder(name: str = DEFAULT_IMAGE_ENCODER, *, weights: str | Path | None = None,
@@ -384,6 +499,39 @@ def save_encoder(out_dir: str | Path, vit: nn.Module, *, arch: str, modality: Mo
     return out
 
 
+TIMM_KWARGS_ALLOWED = frozenset({
+    "in_chans", "img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "qkv_bias", "qk_norm",
+    "num_classes", "reg_tokens", "init_values", "dynamic_img_size", "no_embed_class", "class_token", "global_pool",
+    "fc_norm", "pos_embed", "drop_path_rate", "layer_scale_init", "rope_base", "rope_normalize_coords", "norm_eps"})
+"""The architecture fields an ``encoder.json``'s ``timm_kwargs`` may hold (plain values only): nothing that makes
+timm read a file or fetch weights (``checkpoint_path``, ``pretrained_cfg_overlay``, ``pretrained_cfg`` ...)."""
+
+
+def check_encoder_config(cfg: dict, where: str | Path) -> None:
+    """Validate an ``encoder.json`` against the allowlist of architecture fields (:data:`TIMM_KWARGS_ALLOWED`).
+
+    Raises:
+        EncoderError: naming ``where`` and the offending field.
+    """
+    import re
+
+    if not isinstance(cfg.get("arch"), str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", cfg["arch"]):
+        raise EncoderError(f"{where}: field 'arch' must be a model name, got {cfg.get('arch')!r}")
+    kwargs = cfg.get("timm_kwargs")
+    if not isinstance(kwargs, dict):
+        raise EncoderError(f"{where}: field 'timm_kwargs' must be a mapping")
+    for key, value in kwargs.items():
+        if key not in TIMM_KWARGS_ALLOWED:
+            raise EncoderError(f"{where}: timm_kwargs field {key!r} is not an architecture field this loader accepts "
+                               f"(allowed: {', '.join(sorted(TIMM_KWARGS_ALLOWED))})")
+        if not (value is None or isinstance(value, (bool, int, float, str))):
+            raise EncoderError(f"{where}: timm_kwargs field {key!r} must be a plain value, got "
+                               f"{type(value).__name__}")
+    for key in ("in_chans", "img_size", "layers"):
+        if not isinstance(cfg.get(key), int) or isinstance(cfg.get(key), bool) or cfg[key] < 1:
+            raise EncoderError(f"{where}: field {key!r} must be a positive integer, got {cfg.get(key)!r}")
+
+
 def load_encoder(path: str | Path, layers: int | None = None, device: str | torch.device | None = None,
                  verify: bool = True) -> Encoder:
     """Load an encoder written by :func:`save_encoder` (e.g. by ``mv3dad pretrain-depth``), or a DINOv3-style
@@ -411,6 +559,7 @@ def load_encoder(path: str | Path, layers: int | None = None, device: str | torc
     for key in ("arch", "modality", "in_chans", "img_size", "timm_kwargs", "layers"):
         if key not in cfg:
             raise EncoderError(f"{cfg_path}: missing field {key!r}")
+    check_encoder_config(cfg, cfg_path)
     wpath = cfg_path.parent / WEIGHTS_FILE
     if not wpath.is_file():
         raise EncoderError(f"{wpath}: weights file not found")
@@ -433,9 +582,12 @@ def load_encoder(path: str | Path, layers: int | None = None, device: str | torc
 # the weight-free descriptors of classical.py (built by build_encoder without weights, like patch14)
 from mv3dad.encoders.classical import GEOMETRIC_ARCH, TEXTURE_ARCH  # noqa: E402
 
+NON_LEARNED = frozenset({PATCH_ARCH, GEOMETRIC_ARCH, TEXTURE_ARCH})
 register_encoder(GEOMETRIC_ARCH, EncoderSpec(GEOMETRIC_ARCH, "depth", {"in_chans": 1}))
 register_encoder(TEXTURE_ARCH, EncoderSpec(TEXTURE_ARCH, "image", {"in_chans": 3}))
 
 
-__all__ = ["Encoder", "EncoderError", "EncoderSpec", "build_encoder", "check_token_grids", "list_encoders",
-           "load_encoder", "load_weights", "read_state_dict", "register_encoder", "save_encoder"]
+__all__ = ["NON_LEARNED", "PRECISIONS", "TIMM_KWARGS_ALLOWED", "Encoder", "EncoderError", "EncoderSpec",
+           "bf16_agreement", "bf16_supported", "build_encoder", "check_encoder_config", "check_token_grids",
+           "cpu_supports_bf16", "list_encoders", "load_encoder", "load_weights", "read_state_dict",
+           "register_encoder", "save_encoder", "set_precision"]

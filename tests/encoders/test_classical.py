@@ -10,7 +10,6 @@ from mv3dad.encoders import EncoderError, build_encoder, preprocess_depth, prepr
 from mv3dad.encoders.classical import CLASSICAL_VERSION
 
 DTYPES = [torch.float32]
-DEVICES = ["cpu"]
 # geometric channel indices (scale s adds 8 s)
 NX, NY, NZ, SPREAD, KMEAN, KSTD, HSIGN, RESID = range(8)
 # texture channel indices (scale s adds 12 s)
@@ -43,7 +42,6 @@ def _smooth_surface(s=224, device="cpu", dtype=torch.float32):
     return (0.5 + 0.2 * torch.sin(u / 23.0) * torch.cos(v / 31.0) + 0.1 * v / s)[None, None]
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", [224, 448])
 def test_shapes_on_the_vit_token_grid(geo, tex, size, dtype, device):
@@ -100,7 +98,6 @@ def test_works_on_the_preprocessed_views(geo, tex):
 # ------------------------------------------------------------------------------------------------------ geometric
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_plane_gives_its_normal_and_no_spread_curvature_or_residual(geo, dtype, device):
     s = 224
@@ -178,7 +175,6 @@ def _normalised(rgb):
     return (rgb - mean) / std
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_constant_image_has_no_gradient_or_contrast(tex, dtype, device):
     rgb = torch.tensor([0.2, 0.5, 0.9], dtype=dtype, device=device).view(1, 3, 1, 1).expand(1, 3, 224, 224)
