@@ -47,6 +47,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # again: writers that recreate the file (safetensors) make it 0600
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -72,6 +73,50 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *, fsync: bool = Fa
         if fsync:
             f.flush()
             os.fsync(f.fileno())
+    return path
+
+
+def _nearest_existing(path: Path) -> Path:
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    return probe
+
+
+def check_output_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Check, without creating anything, that folder ``path`` exists and is writable or can be created.
+
+    Called before any input is loaded, so that an unwritable output fails at once, in one line.
+
+    Raises:
+        ExportError: naming ``option`` and ``path``: a file stands where the folder (or one of its parents)
+            must go, or the nearest existing folder is not writable.
+    """
+    path = Path(path)
+    probe = _nearest_existing(path)
+    if probe.exists() and not probe.is_dir():
+        what = "is a file" if probe == path else f"cannot be created: {probe} is a file"
+        raise ExportError(f"{option} {path}: {what}, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ExportError(f"{option} {path}: folder {probe} is not writable")
+    return path
+
+
+def check_output_file(path: str | os.PathLike, option: str) -> Path:
+    """Check, without creating anything, that file ``path`` can be written (its folder exists or can be made).
+
+    Raises:
+        ExportError: naming ``option`` and ``path`` (a folder of that name exists, a file stands where its
+            folder must go, or that folder is not writable).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ExportError(f"{option} {path}: is a folder, not a file")
+    probe = _nearest_existing(path.parent)
+    if probe.exists() and not probe.is_dir():
+        raise ExportError(f"{option} {path}: cannot be written: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ExportError(f"{option} {path}: folder {probe} is not writable")
     return path
 
 
