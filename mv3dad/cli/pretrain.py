@@ -13,7 +13,7 @@ import typer
 _HELP = {
     "out": "Output folder: checkpoints, history, loss curve, and the exported encoder.safetensors + encoder.json.",
     "data": "Corpus folder or file (repeatable); any mix of the mv3dad, SiM3D, MVTec 3D-AD, Eyecandies and "
-            "generic layouts.",
+            "generic layouts. Test splits (a test/ folder beside train/) are skipped.",
     "synthetic": "Add the endless synthetic depth corpus (procedural objects, poses and rigs).",
     "steps": "Optimisation steps.",
     "image_size": "Global crop side in pixels (multiple of 14).",
@@ -59,7 +59,23 @@ def _command(modality: str):
     ) -> None:
         _run(modality, out, data, synthetic, steps, image_size, batch_size, resume, config, seed, num_workers)
 
-    return command
+    if modality == "depth":
+        return command
+
+    def image_command(  # no --synthetic: the synthetic corpus renders depth maps only
+        out: Path = typer.Option(..., "--out", help=_HELP["out"]),
+        data: List[Path] = typer.Option(..., "--data", help=_HELP["data"]),
+        steps: Optional[int] = typer.Option(None, "--steps", help=_HELP["steps"]),
+        image_size: Optional[int] = typer.Option(None, "--image-size", help=_HELP["image_size"]),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help=_HELP["batch_size"]),
+        resume: bool = typer.Option(False, "--resume", help=_HELP["resume"]),
+        config: Optional[Path] = typer.Option(None, "--config", help=_HELP["config"]),
+        seed: Optional[int] = typer.Option(None, "--seed", help=_HELP["seed"]),
+        num_workers: Optional[int] = typer.Option(None, "--num-workers", help=_HELP["workers"]),
+    ) -> None:
+        _run(modality, out, data, False, steps, image_size, batch_size, resume, config, seed, num_workers)
+
+    return image_command
 
 
 def register(app: typer.Typer) -> None:
@@ -69,5 +85,6 @@ def register(app: typer.Typer) -> None:
         "Multi-GPU / multi-process: torchrun --nproc_per_node N -m mv3dad pretrain-depth ..."))(
         _command("depth"))
     app.command("pretrain-image", help=(
-        "The same trainer for a 3-channel image encoder (for sites that cannot reach a model hub)."))(
+        "The same trainer for a 3-channel image encoder (for sites that cannot reach a model hub); images from --data "
+        "only (the synthetic corpus renders depth)."))(
         _command("image"))

@@ -101,7 +101,31 @@ def _read_gt(path: Path):
     return load_volume(path)
 
 
+def render_maps(
+    maps: Path = typer.Argument(..., help="<instance>_maps.npz written by `mv3dad predict --save-maps`"),
+    out: Path = typer.Option(..., "--out", help="output .png: one tile per view, one colour scale"),
+    vmax: Optional[float] = typer.Option(None, "--vmax", help="top of the colour scale (default: 99.5th "
+                                         "percentile of the maps)"),
+    cols: Optional[int] = typer.Option(None, "--cols", min=1, help="tiles per row"),
+) -> None:
+    """Draw the per-view anomaly maps of one predicted sample (NaN = not scored, grey) as one tiled PNG."""
+    import json
+
+    from mv3dad.viz.maps import render_maps as _render
+
+    views = None
+    scores = maps.resolve().parent.parent / "scores.json"
+    if scores.is_file():
+        try:
+            views = json.loads(scores.read_text()).get("rig_views")
+        except (OSError, ValueError):
+            views = None
+    _render(maps, out, vmax=vmax, cols=cols, views=views)
+    typer.echo(f"wrote {out}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to app."""
     app.command("export")(export)
     app.command("render")(render)
+    app.command("render-maps")(render_maps)

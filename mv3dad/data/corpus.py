@@ -12,6 +12,10 @@ are taken):
 - generic: ``.npy`` / ``.exr`` / ``.tif(f)`` anywhere, 16-bit ``.png`` in a folder named like ``depth``/``xyz``
   or with ``depth`` in the name.
 
+Test splits are never taken: under a folder given as a corpus, a ``test`` folder beside a ``train`` folder (the
+mv3dad and SiM3D layouts, MVTec 3D-AD, ...) is skipped, so pretraining on a benchmark never sees its test
+instances. A file given directly is always taken.
+
 Every depth map is returned as (H, W) float32 with 0 for no measurement (NaN, inf, <= 0 all become 0). Depth
 units do not matter for pretraining: the encoders' depth scaling is invariant to unit and offset.
 """
@@ -37,6 +41,11 @@ _DEPTH_DIRS = {"depth", "xyz", "depths"}
 _NOT_IMAGE = ("depth", "mask", "normal", "xyz", "gt")
 
 
+def _is_test_split(name: str, siblings: list[str]) -> bool:
+    """A benchmark's test split: a folder named ``test`` beside a ``train`` folder."""
+    return name.lower() == "test" and any(d.lower() == "train" for d in siblings)
+
+
 def _walk(paths: Iterable[str | Path]) -> list[Path]:
     files: list[Path] = []
     for p in map(Path, paths):
@@ -44,7 +53,7 @@ def _walk(paths: Iterable[str | Path]) -> list[Path]:
             files.append(p)
         elif p.is_dir():
             for root, dirs, names in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _is_test_split(d, dirs))
                 files += [Path(root) / n for n in sorted(names) if not n.startswith(".")]
         else:
             raise CorpusError(f"{p}: no such file or folder")

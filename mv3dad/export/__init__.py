@@ -26,10 +26,19 @@ FORMATS = tuple(WRITERS)
 
 
 def volume_format(path: str | Path, fmt: str | None = None) -> str:
-    """The format name for ``path``: ``fmt`` if given, else from the suffix (.npz .npy .zarr .vdb .ply)."""
-    fmt = (fmt or Path(path).suffix.lstrip(".")).lower()
+    """The format name for ``path``: ``fmt`` if given, else from the suffix (.npz .npy .zarr .vdb .ply).
+
+    Raises:
+        ValueError: unknown format, or ``fmt`` given while ``path``'s suffix names another format (``y.vdb`` with
+            ``--to npz`` would write npz under a .vdb name).
+    """
+    suffix = Path(path).suffix.lstrip(".").lower()
+    fmt = (fmt or suffix).lower()
     if fmt not in FORMATS:
         raise ValueError(f"{path}: unknown volume format {fmt!r}; choose one of {FORMATS}")
+    if suffix in FORMATS and suffix != fmt:
+        raise ValueError(f"{path}: the name says .{suffix} but the format is {fmt!r}; name it "
+                         f"{Path(path).with_suffix('.' + fmt).name} or drop --to")
     return fmt
 
 

@@ -112,7 +112,7 @@ def test_failure_while_writing_leaves_no_partial_file(tmp_path, make_volume, mon
         f.write(b"half")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(npy.np, "savez", broken)
+    monkeypatch.setattr(npy.np, "savez_compressed", broken)
     with pytest.raises(ExportError, match="No space left"):
         save_volume(make_volume(seed=2), tmp_path / "v.npz")
     assert (tmp_path / "v.npz").read_bytes() == before  # the old file is untouched
