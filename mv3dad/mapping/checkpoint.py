@@ -8,6 +8,12 @@ A checkpoint directory holds
 - ``train_state.pt`` (training checkpoints only): optimizer and LR-scheduler state dicts, plain tensors and
   numbers saved with ``torch.save`` and read back with ``torch.load(weights_only=True)``.
 
+A training checkpoint is written as a unit: the three files go into a new step folder
+``checkpoints/epoch-NNNNNN/`` (built under a temporary name and renamed), then the pointer
+``checkpoints/latest.json`` is replaced, then the model files at the top of the directory (what ``predict``
+reads). ``--resume`` reads everything from the folder the pointer names, so a kill at any moment leaves either
+the previous or the new checkpoint, never weights of one epoch with the optimizer state of another.
+
 Every file is written through :func:`mv3dad.export.atomic.atomic_write` (a temporary name in the same directory,
 flushed to disk, then renamed), so a crash never leaves a half-written file; a weights file that does not match
 the JSON (hash or epoch) is an error.
@@ -18,18 +24,23 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from mv3dad.io import atomic_write, read_json
+from mv3dad.io import atomic_dir, atomic_write, read_json
 from mv3dad.mapping.model import ModMapModel
 
 WEIGHTS = "modmap.safetensors"
 RECORD = "modmap.json"
 TRAIN_STATE = "train_state.pt"
+STEPS_DIR = "checkpoints"
+POINTER = "latest.json"
+KEEP_STEPS = 2
 FORMAT_VERSION = 1
 
 
@@ -49,19 +60,50 @@ def save_checkpoint(out_dir: str | Path, model: ModMapModel, *, epoch: int, fit_
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     blob = st_save(tensors, metadata={"epoch": str(epoch), "format_version": str(FORMAT_VERSION)})
-    if train_state is not None:
-        buf = io.BytesIO()
-        torch.save({**train_state, "epoch": epoch}, buf)
-        atomic_write(out_dir / TRAIN_STATE, buf.getvalue(), fsync=True)
-    atomic_write(out_dir / WEIGHTS, blob, fsync=True)
     record = {"format_version": FORMAT_VERSION, "epoch": epoch, "weights_sha256": hashlib.sha256(blob).hexdigest(),
               "model": model.config(), "fit_config": fit_config, "meta": meta or {}}
     try:
         text = json.dumps(record, indent=2, sort_keys=True)
     except TypeError as e:
         raise ValueError(f"{out_dir / RECORD}: metadata is not JSON-serialisable: {e}") from None
+    if train_state is not None:  # the step folder, whole, then the pointer to it
+        buf = io.BytesIO()
+        torch.save({**train_state, "epoch": epoch}, buf)
+        steps = out_dir / STEPS_DIR
+        steps.mkdir(exist_ok=True)
+        name = f"epoch-{epoch:06d}"
+        with atomic_dir(steps / name) as tmp:
+            for fname, data in ((TRAIN_STATE, buf.getvalue()), (WEIGHTS, blob), (RECORD, text.encode())):
+                with open(tmp / fname, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+        atomic_write(steps / POINTER, json.dumps({"checkpoint": name, "epoch": epoch}), fsync=True)
+        for old in sorted(p for p in steps.glob("epoch-*") if p.is_dir() and p.name != name)[:-(KEEP_STEPS - 1)
+                                                                                                 or None]:
+            shutil.rmtree(old, ignore_errors=True)
+    atomic_write(out_dir / WEIGHTS, blob, fsync=True)
     atomic_write(out_dir / RECORD, text, fsync=True)
     return out_dir / RECORD
+
+
+def training_checkpoint(out_dir: str | Path) -> Path:
+    """The folder to resume from: the step folder ``checkpoints/latest.json`` names, or ``out_dir`` itself for a
+    run written before step folders existed.
+
+    Raises:
+        ValueError: naming the pointer file when it is unreadable or names a missing folder.
+    """
+    out_dir = Path(out_dir)
+    pointer = out_dir / STEPS_DIR / POINTER
+    if not pointer.exists():
+        return out_dir
+    doc = read_json(pointer, "checkpoint pointer")
+    folder = out_dir / STEPS_DIR / str(doc.get("checkpoint"))
+    if not isinstance(doc.get("checkpoint"), str) or not (folder / RECORD).is_file():
+        raise ValueError(f"{pointer}: names checkpoint {doc.get('checkpoint')!r}, which is missing; remove "
+                         f"{out_dir / STEPS_DIR} and fit again without --resume")
+    return folder
 
 
 def read_record(ckpt_dir: str | Path) -> dict:
@@ -109,6 +151,12 @@ def load_train_state(ckpt_dir: str | Path, epoch: int) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no training state to resume from") from None
+    except Exception as e:  # truncated, corrupt, or pickled objects that weights_only refuses
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: cannot read the training state ({first}); it is truncated, corrupt or not "
+                         f"written by mv3dad; fit again without --resume") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a training state (a {type(state).__name__})")
     if state.get("epoch") != epoch:
         raise ValueError(f"{path}: training state is from epoch {state.get('epoch')}, weights from epoch {epoch}")
     return state

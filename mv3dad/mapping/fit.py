@@ -19,7 +19,7 @@ from typing import Callable, Literal, Sequence
 import torch
 
 from mv3dad.mapping.checkpoint import (check_meta, load_checkpoint, load_train_state, read_record,
-                                       save_checkpoint)
+                                       save_checkpoint, training_checkpoint)
 from mv3dad.mapping.model import ModMapModel
 
 
@@ -306,7 +306,10 @@ def _run_epoch(model: ModMapModel, data: _TokenTable, pairs: list, cfg: FitConfi
 
 
 def _restore(out_dir: Path, model: ModMapModel, opt, sched, fit_dict: dict, meta: dict) -> int:
-    """Load weights and optimizer / scheduler state from ``out_dir``; return the completed epochs (0 if none)."""
+    """Load weights and optimizer / scheduler state from the checkpoint of ``out_dir`` (the step folder its
+    pointer names, :func:`~mv3dad.mapping.checkpoint.training_checkpoint`); return the completed epochs (0 if
+    none)."""
+    out_dir = training_checkpoint(out_dir)
     try:
         record = read_record(out_dir)
     except FileNotFoundError:

@@ -193,6 +193,9 @@ class Trainer:
         self.rank, self.world, self.device = _init_distributed()
         self.show_progress = show_progress and self.rank == 0
         self.global_batch = cfg.batch_size * self.world
+        from mv3dad.io import check_output_dir
+
+        check_output_dir(self.out, "--out")
         self.out.mkdir(parents=True, exist_ok=True)
         self.ckpt_dir = self.out / CKPT_DIR
         latest = self._latest()
@@ -254,7 +257,11 @@ class Trainer:
         f = self.ckpt_dir / "latest.json"
         if not f.is_file():
             return None
-        name = json.loads(f.read_text())["checkpoint"]
+        from mv3dad.io import read_json
+
+        name = read_json(f, "checkpoint pointer").get("checkpoint")
+        if not isinstance(name, str) or not (self.ckpt_dir / name).is_dir():
+            raise CorpusError(f"{f}: names checkpoint {name!r}, which is missing; choose another --out")
         return self.ckpt_dir / name
 
     def _weights(self) -> dict[str, torch.Tensor]:
@@ -286,7 +293,12 @@ class Trainer:
     def _load(self, ckpt: Path) -> None:
         from safetensors.torch import load_file
 
-        state = json.loads((ckpt / "state.json").read_text())
+        from mv3dad.io import read_json
+
+        state = read_json(ckpt / "state.json", "checkpoint state")
+        for key in ("config", "global_batch", "step", "history"):
+            if key not in state:
+                raise CorpusError(f"{ckpt / 'state.json'}: checkpoint state lacks {key!r}")
         saved, now = _comparable(state["config"]), _comparable(dataclasses.asdict(self.cfg))
         diff = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
         if diff:
@@ -294,10 +306,20 @@ class Trainer:
                              f"would change. Use the original settings or a new --out")
         if state["global_batch"] != self.global_batch:
             raise ValueError(f"{ckpt}: saved with global batch {state['global_batch']}, now {self.global_batch}")
-        weights = load_file(str(ckpt / "model.safetensors"), device=str(self.device))
+        weights = _read_checkpoint_file(ckpt / "model.safetensors",
+                                        lambda p: load_file(str(p), device=str(self.device)))
         for prefix, m in (("student.", self.student_module), ("teacher.", self.teacher), ("loss.", self.loss_fn)):
-            m.load_state_dict({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
-        self.opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=self.device, weights_only=True))
+            try:
+                m.load_state_dict({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
+            except RuntimeError as e:
+                raise CorpusError(f"{ckpt / 'model.safetensors'}: does not fit this model: "
+                                  f"{str(e).splitlines()[0]}") from None
+        opt_state = _read_checkpoint_file(
+            ckpt / "optimizer.pt", lambda p: torch.load(p, map_location=self.device, weights_only=True))
+        try:
+            self.opt.load_state_dict(opt_state)
+        except (ValueError, KeyError, TypeError) as e:
+            raise CorpusError(f"{ckpt / 'optimizer.pt'}: not this run's optimizer state: {e}") from None
         self.step, self.history = int(state["step"]), list(state["history"])
 
     # -- training ---------------------------------------------------------------------------------------------
@@ -397,6 +419,19 @@ class Trainer:
             plot_history(self.history, self.out / "loss_curve.png")
         _barrier(self.world)
         return summary
+
+
+def _read_checkpoint_file(path: Path, read):
+    """``read(path)`` with any failure (missing, truncated, corrupt, pickled objects refused by
+    ``weights_only``) turned into one error naming ``path``."""
+    if not path.is_file():
+        raise CorpusError(f"{path}: checkpoint file is missing; the checkpoint is incomplete")
+    try:
+        return read(path)
+    except Exception as e:  # safetensors and torch raise many types for bad files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CorpusError(f"{path}: cannot read the checkpoint file ({first}); it is truncated, corrupt or "
+                          f"not written by mv3dad") from None
 
 
 def plot_history(history: list[dict], path: Path) -> None:

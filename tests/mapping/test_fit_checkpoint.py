@@ -133,3 +133,61 @@ def test_single_view_cpir_over_many_instances():
     assert losses[-1] < losses[0]
     s_img, s_dep = score_views(model, sets[0].img, sets[0].dep, device="cpu")
     assert torch.equal(s_img, s_dep) and s_img.shape == (1, 4, 4)
+
+
+@pytest.mark.parametrize("kill_at", [1, 2, 3])
+def test_a_kill_between_the_checkpoint_files_resumes_consistently(tmp_path, monkeypatch, kill_at):
+    """Kill the epoch-4 checkpoint after its ``kill_at``-th file write: --resume continues from a consistent
+    epoch (3 or 4) and ends with the weights of an uninterrupted run (issue 11, point 7)."""
+    import mv3dad.mapping.checkpoint as ckpt
+
+    img, dep, valid = _synthetic()
+    cfg = _cfg(epochs=6)
+    full = fit_mapping(img, dep, valid, cfg, progress=False)
+
+    class Kill(BaseException):
+        pass
+
+    real, calls = ckpt.atomic_write, []
+
+    def write(*a, **k):
+        calls.append(a[0])
+        if len(calls) == 3 * 3 + kill_at:  # three files per checkpoint: the kill falls in epoch 4's
+            raise Kill
+        return real(*a, **k)
+
+    monkeypatch.setattr(ckpt, "atomic_write", write)
+    with pytest.raises(Kill):
+        fit_mapping(img, dep, valid, cfg, out_dir=tmp_path, progress=False)
+    monkeypatch.setattr(ckpt, "atomic_write", real)
+    seen = []
+    resumed = fit_mapping(img, dep, valid, cfg, out_dir=tmp_path, resume=True, progress=False,
+                          on_epoch=lambda e, l: seen.append(e))
+    assert seen[0] in (4, 5) and seen[-1] == 6
+    for k, v in full.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, atol=1e-6, rtol=1e-5)
+    loaded, record = load_checkpoint(tmp_path)  # the top-level model is the final one
+    assert record["epoch"] == 6
+
+
+@pytest.mark.parametrize("damage", ["truncate", "pickle"])
+def test_a_bad_training_state_is_an_error_naming_the_file(tmp_path, damage):
+    import pickle
+
+    from mv3dad.mapping.checkpoint import training_checkpoint
+
+    img, dep, valid = _synthetic()
+
+    def stop(epoch, loss):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_mapping(img, dep, valid, _cfg(epochs=4), out_dir=tmp_path, progress=False, on_epoch=stop)
+    state = training_checkpoint(tmp_path) / "train_state.pt"
+    if damage == "truncate":
+        state.write_bytes(state.read_bytes()[:100])
+    else:
+        state.write_bytes(pickle.dumps(object()))
+    with pytest.raises(ValueError, match=f"{state}: cannot read the training state"):
+        fit_mapping(img, dep, valid, _cfg(epochs=4), out_dir=tmp_path, resume=True, progress=False)
