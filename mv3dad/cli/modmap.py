@@ -68,13 +68,19 @@ def register(app: typer.Typer) -> None:
         no_cache: bool = _option(FIT_JOB, "cache_features", "--no-cache", default=False, prefix="Negates: "),
         coreset: Optional[float] = _option(FIT_JOB, "coreset"),
         resume: bool = _option(FIT_JOB, "resume", "--resume"),
+        overwrite: bool = _option(FIT_JOB, "overwrite", "--overwrite"),
+        copy_encoders: bool = typer.Option(True, "--copy-encoders/--no-copy-encoders",
+                                           help=field_help(FIT_JOB, "copy_encoders")),
+        allow_incomplete: bool = _option(FIT_JOB, "allow_incomplete", "--allow-incomplete"),
         device: Optional[str] = _option(FIT_CONFIG, "device", default=None),
     ) -> None:
         """Train ModMap (or a baseline) on a category's nominal training instance, all N x N view pairs."""
         from mv3dad.config import default_config, load_config
         from mv3dad.mapping.fit import FitConfig
         from mv3dad.pipeline.features import EncoderConfig
-        from mv3dad.pipeline.fit import FitJob, run_fit
+        import time
+
+        from mv3dad.pipeline.fit import FitJob, fit_summary, run_fit
         from mv3dad.scoring.methods import list_methods
         from mv3dad.scoring.methods.deviation import DeviationConfig
 
@@ -93,9 +99,11 @@ def register(app: typer.Typer) -> None:
                           random_init=random_init, image_size=image_size, device=device)
         job = FitJob(str(data), [c for c in category.split(",") if c], str(out), views=views, setup=setup,
                      method=method, encoders=enc, fit=fit_cfg, cache_features=not no_cache, coreset=coreset,
-                     deviation=dev_cfg, resume=resume)
+                     deviation=dev_cfg, resume=resume, overwrite=overwrite, copy_encoders=copy_encoders,
+                     allow_incomplete=allow_incomplete)
+        t0 = time.perf_counter()
         run_fit(job)
-        typer.echo(f"run written to {out}")
+        typer.echo(fit_summary(out, time.perf_counter() - t0))
 
     @app.command()
     def predict(
@@ -116,14 +124,39 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Seed of the random source selection."),
         supersample: Optional[int] = typer.Option(
             None, help="Back-project at this many times the depth resolution (default: auto, <= half a voxel)."),
+        depth_encoder: Optional[Path] = typer.Option(
+            None, "--depth-encoder", help="Where the run's depth encoder directory is, when it is neither inside "
+            "the run (fit copies it there) nor at its recorded path; its weights' sha256 must match the run's."),
+        image_encoder: Optional[Path] = typer.Option(
+            None, "--image-encoder", help="Same for an image encoder directory."),
+        image_weights: Optional[Path] = typer.Option(
+            None, "--image-weights", help="Same for the image weights file given to fit (sha256 checked)."),
+        resume: bool = typer.Option(True, "--resume/--no-resume", help="Keep samples already scored in --out by "
+                                    "the same run with the same options (default); --no-resume recomputes all."),
+        allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Read a benchmark that `mv3dad "
+                                              "synth` has not finished (with a warning)."),
     ) -> None:
-        """Score every test sample: N x N view-pair maps, min over sources, back-projection with max."""
-        from mv3dad.pipeline.predict import PredictJob, run_predict
+        """Score every test sample: N x N view-pair maps, min over sources, back-projection with max.
 
+        A sample that cannot be scored is recorded in scores.json with its reason and skipped; the command then
+        exits with status 1 after writing the others. A sample lacking views is scored with the views it has."""
+        import time
+
+        from mv3dad.pipeline.predict import PredictJob, predict_summary, run_predict
+
+        paths = {"depth": depth_encoder, "image": image_encoder, "image_weights": image_weights}
+        t0 = time.perf_counter()
         run_predict(PredictJob(str(run), str(data), str(out), views=views, sources=sources, fuse=fuse,
                                formats=list(format), save_maps=save_maps, grid=grid, remove_plane=remove_plane,
-                               backend=backend, seed=seed, supersample=supersample))
-        typer.echo(f"predictions written to {out}")
+                               backend=backend, seed=seed, supersample=supersample,
+                               encoder_paths={k: str(v) for k, v in paths.items() if v is not None} or None,
+                               resume=resume, allow_incomplete=allow_incomplete))
+        text, n_failed = predict_summary(out, time.perf_counter() - t0)
+        typer.echo(text, err=bool(n_failed))
+        if n_failed:
+            typer.secho(f"error: {n_failed} sample(s) could not be scored (listed above and in "
+                        f"{out / 'scores.json'})", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
 
     @app.command()
     def evaluate(
@@ -133,11 +166,21 @@ def register(app: typer.Typer) -> None:
         markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the table as Markdown here."),
         elements: str = _option(METRICS_CONFIG, "evaluate", "--evaluate"),
         mode: str = _option(METRICS_CONFIG, "mode"),
+        allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Read a benchmark that `mv3dad "
+                                              "synth` has not finished (with a warning)."),
     ) -> None:
-        """I-AUROC and V-AUPRO@1% / @30% per category and their mean, as a Markdown table."""
+        """I-AUROC and V-AUPRO@1% / @30% per category and their mean, as a Markdown table.
+
+        The predictions must have been made on DATA: each test instance's label and content digest recorded by
+        predict are checked, and a mismatch is an error naming both datasets."""
+        from mv3dad.io import atomic_write, check_output_file
         from mv3dad.pipeline.evaluate import run_evaluate
 
-        _, table = run_evaluate(pred, data, json_out, evaluate=elements, mode=mode)
         if markdown is not None:
-            markdown.write_text(table + "\n")
+            check_output_file(markdown, "--markdown")
+        _, table = run_evaluate(pred, data, json_out, evaluate=elements, mode=mode,
+                                allow_incomplete=allow_incomplete)
+        if markdown is not None:
+            markdown.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(markdown, table + "\n")
         typer.echo(table)

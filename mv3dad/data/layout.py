@@ -10,7 +10,8 @@
         gt.npz         optional: "gt" uint8 (X, Y, Z), "origin" (3,) mm, "voxel_size" () mm
         mesh.ply       optional: the instance mesh, for pictures
 
-Folders whose name starts with ``.`` are ignored by the reader: the writer builds an instance in
+A benchmark being written holds ``<root>/INCOMPLETE`` (removed last, after ``benchmark.json``); the reader refuses
+it unless asked to read it anyway (with a warning). Folders whose name starts with ``.`` are ignored by the reader: the writer builds an instance in
 ``<split>/.tmp-<instance_id>-<pid>`` and renames it into place, so a killed writer leaves only a hidden folder.
 Details and conventions: ``docs/data.md``.
 """
@@ -37,6 +38,9 @@ from mv3dad.io import atomic_write, read_json
 FORMAT = "mv3dad"
 VERSION = 1
 BENCHMARK_FILE = "benchmark.json"
+INCOMPLETE_FILE = "INCOMPLETE"
+"""Marker written by ``mv3dad synth`` before its first instance and removed after ``benchmark.json``: its presence
+means the benchmark is being written or the writer was interrupted."""
 SPLITS = ("train", "test")
 LABELS = ("nominal", "anomalous")
 PNG_COMPRESS_LEVEL = 3
@@ -290,20 +294,46 @@ def read_sample(instance_dir: str | Path) -> Sample:
         raise DataError(str(e)) from e
     views_dir = d / "views"
     n = len(rig)
-    for kind, pattern in (("depth maps", "*_depth.npy"), ("images", "*_image.png")):
-        found = len(list(views_dir.glob(pattern)))
-        if found != n:
-            raise DataError(f"{views_dir}: holds {found} {kind} ({pattern}) but {d / 'cameras.yaml'} has "
-                            f"{n} cameras")
+    indices = _view_indices(views_dir, d / "cameras.yaml", n)
+    cameras = rig.cameras if len(indices) == n else [rig.cameras[i] for i in indices]
     views = []
-    for i, cam in enumerate(rig.cameras):
+    for i, cam in zip(indices, cameras):
         img_path, dep_path = views_dir / f"{i:03d}_image.png", views_dir / f"{i:03d}_depth.npy"
         view = View(read_png(img_path), read_depth_npy(dep_path), cam)
         views.append(view.validate(f"{img_path} / {dep_path.name} (camera {i} of {d / 'cameras.yaml'})"))
+    if indices != list(range(len(indices))):
+        meta = {**meta, "view_indices": indices}  # the rig views this scan holds, from its file names
     gt = read_gt_npz(d / "gt.npz") if (d / "gt.npz").exists() else None
     mesh = d / "mesh.ply"
     return Sample(meta["category"], meta["instance_id"], views, meta["label"], gt,
                   str(mesh) if mesh.is_file() else None, meta)
+
+
+def _view_indices(views_dir: Path, cameras_file: Path, n: int) -> list[int]:
+    """The view numbers of a sample's files: 0..n-1 for a complete scan. A scan missing views keeps the numbers of
+    the views it holds (e.g. 000, 001, 003): with ``n`` cameras (one per file, in file order) or the whole rig's
+    cameras (file number = camera index), the file names give the view map."""
+    def numbers(pattern: str) -> list[int]:
+        out = []
+        for p in views_dir.glob(pattern):
+            stem = p.name[: -len(pattern) + 1]
+            if not stem.isdigit():
+                raise DataError(f"{p}: view files are named NNN{pattern[1:]} (NNN = the view number)")
+            out.append(int(stem))
+        return sorted(out)
+
+    depth, image = numbers("*_depth.npy"), numbers("*_image.png")
+    if depth == list(range(n)) and image == depth:
+        return depth
+    if depth != image and len(depth) == len(image) == n:
+        return list(range(n))  # misnumbered files: reading 000..n-1 names the first missing one
+    if depth != image:
+        raise DataError(f"{views_dir}: holds {len(depth)} depth maps (*_depth.npy, views {depth}) and {len(image)} "
+                        f"images (*_image.png, views {image}), not the same views, but {cameras_file} has {n} "
+                        f"cameras")
+    if depth and (len(depth) == n or (len(depth) < n and depth[-1] < n)):
+        return depth
+    raise DataError(f"{views_dir}: holds {len(depth)} depth maps (*_depth.npy) but {cameras_file} has {n} cameras")
 
 
 # ------------------------------------------------------------------------------------------------ datasets
@@ -417,18 +447,70 @@ def read_benchmark_info(root: str | Path) -> dict:
     return doc
 
 
-def open_dataset(root: str | Path) -> Dataset:
+def mark_incomplete(root: str | Path, **info) -> Path:
+    """Write ``<root>/INCOMPLETE`` (creating ``root``): the benchmark is being written."""
+    path = Path(root) / INCOMPLETE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, json.dumps({"pid": os.getpid(), **info}, default=_json_default) + "\n")
+
+
+def mark_complete(root: str | Path) -> None:
+    """Remove ``<root>/INCOMPLETE`` (after ``benchmark.json`` is written)."""
+    (Path(root) / INCOMPLETE_FILE).unlink(missing_ok=True)
+
+
+def clean_temporary(root: str | Path) -> list[Path]:
+    """Remove the hidden temporary folders (``.tmp-*``, ``.old-*``) a killed writer left in the split folders of
+    ``root``, except those of a writer process still running; returns the removed folders."""
+    removed = []
+    for split_dir in Path(root).glob("*/*"):
+        if split_dir.name not in SPLITS or not split_dir.is_dir():
+            continue
+        for p in split_dir.iterdir():
+            if not (p.name.startswith(".tmp-") or p.name.startswith(".old-")) or not p.is_dir():
+                continue
+            pid = p.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                continue
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def open_dataset(root: str | Path, allow_incomplete: bool = False) -> Dataset:
     """Open an mv3dad-layout dataset lazily (samples are read on access).
 
     ``root`` is either a benchmark root with ``benchmark.json`` (its category list is used), a folder of category
     folders (each holding ``train/`` and/or ``test/``), or a single category folder (its name is the category).
+    A benchmark that ``mv3dad synth`` has not finished (``<root>/INCOMPLETE``) is refused, or read with a warning
+    when ``allow_incomplete``.
 
     Raises:
-        DataError: naming the folder or file when ``root`` is none of these.
+        DataError: naming the folder or file when ``root`` is none of these, or is incomplete.
     """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder is missing")
+    marker = root / INCOMPLETE_FILE
+    if marker.exists():
+        msg = (f"{root}: the benchmark is incomplete ({marker} is present: `mv3dad synth` was interrupted or is "
+               f"still running)")
+        if not allow_incomplete:
+            raise DataError(f"{msg}; rerun the same `mv3dad synth` command to finish it, or pass "
+                            f"--allow-incomplete to read it anyway")
+        import warnings
+
+        warnings.warn(f"{msg}; reading it anyway", stacklevel=2)
     info: dict = {}
     if (root / BENCHMARK_FILE).exists():
         info = read_benchmark_info(root)

@@ -69,8 +69,40 @@ def _fmt(x: float) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
+def check_dataset_identity(pred: Path, record: dict, data: str | Path, cat: str, tests: dict) -> None:
+    """Refuse predictions made on another dataset than ``data``: every test instance's label and content digest
+    (recorded by ``predict``, :func:`mv3dad.pipeline.predict.sample_digest`) must match; failed samples and
+    predictions of instances the dataset lacks are errors too.
+
+    Raises:
+        DataError: naming both datasets and the first differing instances.
+    """
+    from mv3dad.pipeline.predict import sample_digest
+
+    inst = record["scores"][cat]
+    made_on = (record.get("dataset") or {}).get("path") or record.get("data")
+    failed = [f"{iid} ({e['error']})" for iid, e in inst.items() if e.get("error")]
+    if failed:
+        raise DataError(f"{pred / SCORES_FILE}: predict failed on {cat}/{', '.join(failed[:3])}; fix those samples "
+                        f"and rerun `mv3dad predict` (the scored samples are kept)")
+    extra = sorted(set(inst) - set(tests))
+    diffs = [f"{cat}/{iid}: not in {data}" for iid in extra]
+    for iid, s in tests.items():
+        e = inst.get(iid)
+        if e is None:
+            continue
+        if e.get("label") is not None and e["label"] != s.label:
+            diffs.append(f"{cat}/{iid}: label {e['label']} in the predictions, {s.label} in {data}")
+        elif e.get("digest") is not None and e["digest"] != sample_digest(s):
+            diffs.append(f"{cat}/{iid}: other content (digest {e['digest']} vs {sample_digest(s)})")
+    if diffs:
+        raise DataError(f"{pred}: the predictions were made on {made_on}, which is not the dataset {data} "
+                        f"given to evaluate: " + "; ".join(diffs[:4]) + (f" (+{len(diffs) - 4} more)"
+                                                                          if len(diffs) > 4 else ""))
+
+
 def run_evaluate(pred: str | Path, data: str | Path, json_out: str | Path | None = None, evaluate: str = "observed",
-                 mode: str = "exact") -> tuple[dict, str]:
+                 mode: str = "exact", allow_incomplete: bool = False) -> tuple[dict, str]:
     """Compute the metrics of a prediction directory; returns ``(results, markdown table)``.
 
     Reads the predictions (``scores.json``, the volumes or, single-view, the maps) and the test set's ground
@@ -81,11 +113,15 @@ def run_evaluate(pred: str | Path, data: str | Path, json_out: str | Path | None
     """
     from mv3dad.export import load_volume
 
+    from mv3dad.io import check_output_file
+
     pred = Path(pred)
+    if json_out is not None:
+        check_output_file(json_out, "--json")
     if not (pred / SCORES_FILE).is_file():
         raise FileNotFoundError(f"{pred / SCORES_FILE}: no predictions here (run `mv3dad predict` first)")
     record = read_json(pred / SCORES_FILE, "prediction scores")
-    ds = open_dataset(data)
+    ds = open_dataset(data, allow_incomplete=allow_incomplete)
     single_view = record.get("n_views") == 1
     config = MetricsConfig(fpr_limits=LIMITS, evaluate=evaluate, mode=mode)
     results: dict = {}
@@ -93,6 +129,7 @@ def run_evaluate(pred: str | Path, data: str | Path, json_out: str | Path | None
         if cat not in ds.categories:
             raise DataError(f"{data}: no category {cat!r} for the predictions in {pred}")
         tests = {s.instance_id: s for s in ds[cat].test}
+        check_dataset_identity(pred, record, data, cat, tests)
         missing = sorted(set(tests) - set(inst))
         if missing:
             raise DataError(f"{pred}/{cat}: no prediction for test instances {missing}")

@@ -47,6 +47,11 @@ class FitJob:
         coreset: ``knn`` only: keep this fraction (float) or number (int) of tokens per view; None = all.
         deviation: options of the ``deviation`` method (reference mesh, registration, ...).
         resume: continue an interrupted training from the run directory's checkpoint.
+        overwrite: replace a finished run (one with ``run.json``) in ``out``; without it (or ``resume``) that is
+            an error.
+        copy_encoders: copy encoder directories (``--depth-encoder DIR``, ``--image-encoder DIR``) into
+            ``<out>/encoders/`` so that the run is self-contained (see :mod:`mv3dad.pipeline.encoder_files`).
+        allow_incomplete: read a benchmark that ``mv3dad synth`` has not finished (with a warning).
     """
 
     data: str
@@ -63,6 +68,9 @@ class FitJob:
     coreset: float | int | None = None
     deviation: DeviationConfig = field(default_factory=DeviationConfig)
     resume: bool = False
+    overwrite: bool = False
+    copy_encoders: bool = True
+    allow_incomplete: bool = False
 
 
 def parse_views(spec: str, n_views: int) -> list[int]:
@@ -106,14 +114,28 @@ def training_samples(ds, category: str, setup: str) -> list[Sample]:
     return train
 
 
+def check_fit_target(job: FitJob) -> Path:
+    """Refuse to write into a finished run (``run.json`` present) unless ``resume`` or ``overwrite``; check that
+    ``out`` can be written. Creates nothing."""
+    from mv3dad.io import check_output_dir
+
+    out = check_output_dir(job.out, "--out")
+    if (out / RUN_FILE).is_file() and not (job.resume or job.overwrite):
+        raise FileExistsError(f"{out}: holds a finished run ({RUN_FILE}); pass --overwrite to replace it, --resume "
+                              f"to continue its training, or choose another --out")
+    return out
+
+
 def run_fit(job: FitJob, progress: bool = True) -> Path:
-    """Train and write the run directory; returns it."""
+    """Train and write the run directory; returns it.
+
+    Everything a user can get wrong is checked before the encoders are loaded and before ``out`` is created: the
+    method, the categories, the dataset and its training instances, the views, the output folder.
+    """
     method = create_method(job.method)
     if len(job.categories) != 1 and not job.fit.multi_class:
         raise ValueError(f"{len(job.categories)} categories given: pass exactly one, or --multi-class")
-    out = Path(job.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ds = open_dataset(job.data)
+    ds = open_dataset(job.data, allow_incomplete=job.allow_incomplete)
     samples, grids, view_ids, cameras = {}, {}, None, {}
     for cat in job.categories:
         train = training_samples(ds, cat, job.setup)
@@ -124,10 +146,18 @@ def run_fit(job: FitJob, progress: bool = True) -> Path:
         grid = grid_for_views(train[0].views, voxel_size=job.voxel_size, margin=job.grid_margin)
         grids[cat] = {"origin": grid.origin.tolist(), "voxel_size": grid.voxel_size, "shape": list(grid.shape)}
         cameras[cat] = [v.camera.to_dict() for v in samples[cat][0].views]
+    out = check_fit_target(job)
+    if job.overwrite and (out / RUN_FILE).is_file():
+        (out / RUN_FILE).unlink()  # the run is unfinished until the new run.json is written
+    out.mkdir(parents=True, exist_ok=True)
     features: dict[str, list[FeatureSet]] = {}
     encoders = None
+    encoder_files = None
     if method.needs_features:
+        from mv3dad.pipeline.encoder_files import record_encoder_files
+
         img_enc, dep_enc = load_encoders(job.encoders)
+        encoder_files = record_encoder_files(job.encoders, out, copy=job.copy_encoders)
         extractor = FeatureExtractor(img_enc, dep_enc, job.encoders,
                                      cache_dir=out / "features" if job.cache_features else None)
         for cat, ss in samples.items():
@@ -139,6 +169,26 @@ def run_fit(job: FitJob, progress: bool = True) -> Path:
     RunRecord(format=RUN_FORMAT, method=job.method, data=str(job.data), categories=job.categories,
               setup=job.setup, views=view_ids, encoders_config=dataclasses.asdict(job.encoders),
               encoders=encoders, grids=grids, cameras=cameras,
-              fit=dataclasses.asdict(job.fit), coreset=job.coreset).write(out)
+              fit=dataclasses.asdict(job.fit), coreset=job.coreset, encoder_files=encoder_files).write(out)
     return out
 
+
+def fit_summary(out: str | Path, seconds: float | None = None) -> str:
+    """A few lines saying what the run in ``out`` holds (printed at the end of ``mv3dad fit``)."""
+    rec = read_run(out)
+    enc = rec.encoders_config
+    lines = [f"run written to {out}" + (f" in {seconds:.1f} s" if seconds is not None else ""),
+             f"  method {rec.method}, categories {', '.join(rec.categories)}, {len(rec.views)} views "
+             f"{rec.views}, setup {rec.setup}"]
+    if rec.encoders:
+        lines.append(f"  encoders: image {enc['image_encoder']}, depth {enc['depth_encoder']}, "
+                     f"input {enc['image_size']} px")
+        for role in ("image", "depth"):
+            if str((rec.encoders.get(role) or {}).get("weights", "")).startswith("random"):
+                lines.append(f"  note: the {role} encoder is UNTRAINED (--random-init, no weights): the scores "
+                             f"only serve tests and ablations")
+        for key, e in (rec.encoder_files or {}).items():
+            where = f"copied to {e['stored']}" if e.get("stored") else f"at {e['path']}"
+            lines.append(f"  {key} encoder {e['name']} sha256 {e['sha256'][:12]}... ({where})")
+    lines.append(f"  next: mv3dad predict {out} DATA --out PRED")
+    return "\n".join(lines)

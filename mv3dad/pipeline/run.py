@@ -40,6 +40,8 @@ class RunRecord:
         cameras: per category, the training views' cameras (``Camera.to_dict()``), one per entry of ``views``.
         fit: the mapping's training config (fields of :class:`~mv3dad.mapping.fit.FitConfig`).
         coreset: ``knn`` only: the kept fraction or number of tokens per view; None = all.
+        encoder_files: the file-backed encoders by content (role -> name, path, sha256, copy inside the run);
+            see :mod:`mv3dad.pipeline.encoder_files`. None for runs written before it existed.
     """
 
     format: str
@@ -54,6 +56,7 @@ class RunRecord:
     cameras: dict[str, list[dict]]
     fit: dict
     coreset: float | int | None = None
+    encoder_files: dict | None = None
 
     @classmethod
     def from_dict(cls, d: dict, where: str | Path = RUN_FILE) -> "RunRecord":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import tempfile
 import zlib
@@ -289,9 +290,11 @@ def generate_benchmark(out: str | Path, cfg: SynthConfig, *, overwrite: bool = F
     Returns:
         ``out``.
     """
-    from mv3dad.data.layout import read_sample, write_benchmark_info, write_sample
+    from mv3dad.data.layout import (clean_temporary, mark_complete, mark_incomplete, read_sample,
+                                    write_benchmark_info, write_sample)
+    from mv3dad.io import check_output_dir
 
-    out = Path(out)
+    out = check_output_dir(out, "OUT")
     rig_name, cameras = load_cameras(cfg)
     jobs = [(c, None) for c in cfg.categories] + [(mesh_category_name(m), m) for m in cfg.meshes]
     names = [c for c, _ in jobs]
@@ -307,6 +310,12 @@ def generate_benchmark(out: str | Path, cfg: SynthConfig, *, overwrite: bool = F
             plan.append((cat, "test", i, anom, first))
     fingerprint = cfg.fingerprint()
     models: dict[str, CategoryModel] = {}
+    for cat in dict.fromkeys(c for c, split, i, _, _ in plan
+                             if overwrite or not (out / c / split / f"{i:03d}").exists()):
+        models[cat] = category_model(cat, cfg, cameras, dict(jobs)[cat])
+        check_memory(models[cat], cfg, len(cameras))  # before anything is written
+    mark_incomplete(out, config_hash=fingerprint)
+    clean_temporary(out)
     previews: dict[str, list[Sample]] = {c: [] for c in names}
     with _progress(progress) as bar:
         task = bar.add_task("synth", total=len(plan)) if bar else None
@@ -337,13 +346,52 @@ def generate_benchmark(out: str | Path, cfg: SynthConfig, *, overwrite: bool = F
                 bar.advance(task)
     settings = {"generator": "mv3dad synth", "config": dataclasses.asdict(cfg), "rig": rig_name,
                 "n_views": len(cameras), "image_size": cfg.image_size, "config_hash": fingerprint}
-    write_benchmark_info(out, names, **settings)
+    write_benchmark_info(out, names, **settings, complete=True)
     if cfg.preview:
         from mv3dad.synth.preview import contact_sheet
 
         contact_sheet([(c, previews[c][0], previews[c][1] if len(previews[c]) > 1 else None) for c in names],
                       out / "preview.png", n_views=cfg.preview_views)
+    mark_complete(out)
     return out
+
+
+BYTES_PER_VOXEL = 16
+"""Peak bytes per ground-truth voxel while an instance is made (the uint8 grid and its index/float temporaries)."""
+BYTES_PER_PIXEL = 64
+"""Peak bytes per rendered pixel and view (image, depth, normals, artefact maps, float64 temporaries)."""
+
+
+def _available_memory() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(model: CategoryModel, cfg: SynthConfig, n_views: int, limit: int | None = None) -> int:
+    """Refuse, before anything is allocated, settings whose ground-truth grid and images need more memory than
+    ``limit`` (default: the available memory, at most 4 GiB for the grid alone); returns the estimate in bytes.
+
+    Raises:
+        GridTooLargeError: naming the category, the grid's shape, the voxel size and what to change.
+    """
+    from mv3dad.errors import GridTooLargeError
+    from mv3dad.volume.accumulate import DEFAULT_MAX_BYTES
+
+    X, Y, Z = model.grid.shape
+    grid_bytes = int(X) * int(Y) * int(Z) * BYTES_PER_VOXEL
+    need = grid_bytes + cfg.image_size ** 2 * n_views * BYTES_PER_PIXEL
+    avail = _available_memory()
+    limit = limit if limit is not None else avail
+    if grid_bytes > DEFAULT_MAX_BYTES or (limit is not None and need > limit):
+        allowed = DEFAULT_MAX_BYTES if grid_bytes > DEFAULT_MAX_BYTES else limit
+        raise GridTooLargeError(
+            f"{model.name}: a {X}x{Y}x{Z} ground-truth grid at --voxel-size {cfg.voxel_size:g} mm and {n_views} "
+            f"views of {cfg.image_size} px need about {need / 2**30:.1f} GiB, more than the "
+            f"{allowed / 2**30:.1f} GiB allowed; "
+            f"use a larger --voxel-size (2 mm is SiM3D's) or a smaller --image-size")
+    return need
 
 
 class _NoBar:
