@@ -499,6 +499,39 @@ def save_encoder(out_dir: str | Path, vit: nn.Module, *, arch: str, modality: Mo
     return out
 
 
+TIMM_KWARGS_ALLOWED = frozenset({
+    "in_chans", "img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "qkv_bias", "qk_norm",
+    "num_classes", "reg_tokens", "init_values", "dynamic_img_size", "no_embed_class", "class_token", "global_pool",
+    "fc_norm", "pos_embed", "drop_path_rate", "layer_scale_init", "rope_base", "rope_normalize_coords", "norm_eps"})
+"""The architecture fields an ``encoder.json``'s ``timm_kwargs`` may hold (plain values only): nothing that makes
+timm read a file or fetch weights (``checkpoint_path``, ``pretrained_cfg_overlay``, ``pretrained_cfg`` ...)."""
+
+
+def check_encoder_config(cfg: dict, where: str | Path) -> None:
+    """Validate an ``encoder.json`` against the allowlist of architecture fields (:data:`TIMM_KWARGS_ALLOWED`).
+
+    Raises:
+        EncoderError: naming ``where`` and the offending field.
+    """
+    import re
+
+    if not isinstance(cfg.get("arch"), str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", cfg["arch"]):
+        raise EncoderError(f"{where}: field 'arch' must be a model name, got {cfg.get('arch')!r}")
+    kwargs = cfg.get("timm_kwargs")
+    if not isinstance(kwargs, dict):
+        raise EncoderError(f"{where}: field 'timm_kwargs' must be a mapping")
+    for key, value in kwargs.items():
+        if key not in TIMM_KWARGS_ALLOWED:
+            raise EncoderError(f"{where}: timm_kwargs field {key!r} is not an architecture field this loader accepts "
+                               f"(allowed: {', '.join(sorted(TIMM_KWARGS_ALLOWED))})")
+        if not (value is None or isinstance(value, (bool, int, float, str))):
+            raise EncoderError(f"{where}: timm_kwargs field {key!r} must be a plain value, got "
+                               f"{type(value).__name__}")
+    for key in ("in_chans", "img_size", "layers"):
+        if not isinstance(cfg.get(key), int) or isinstance(cfg.get(key), bool) or cfg[key] < 1:
+            raise EncoderError(f"{where}: field {key!r} must be a positive integer, got {cfg.get(key)!r}")
+
+
 def load_encoder(path: str | Path, layers: int | None = None, device: str | torch.device | None = None,
                  verify: bool = True) -> Encoder:
     """Load an encoder written by :func:`save_encoder` (e.g. by ``mv3dad pretrain-depth``), or a DINOv3-style
@@ -526,6 +559,7 @@ def load_encoder(path: str | Path, layers: int | None = None, device: str | torc
     for key in ("arch", "modality", "in_chans", "img_size", "timm_kwargs", "layers"):
         if key not in cfg:
             raise EncoderError(f"{cfg_path}: missing field {key!r}")
+    check_encoder_config(cfg, cfg_path)
     wpath = cfg_path.parent / WEIGHTS_FILE
     if not wpath.is_file():
         raise EncoderError(f"{wpath}: weights file not found")
@@ -553,6 +587,7 @@ register_encoder(GEOMETRIC_ARCH, EncoderSpec(GEOMETRIC_ARCH, "depth", {"in_chans
 register_encoder(TEXTURE_ARCH, EncoderSpec(TEXTURE_ARCH, "image", {"in_chans": 3}))
 
 
-__all__ = ["NON_LEARNED", "PRECISIONS", "Encoder", "EncoderError", "EncoderSpec", "bf16_agreement", "bf16_supported",
-           "build_encoder", "check_token_grids", "cpu_supports_bf16", "list_encoders", "load_encoder", "load_weights",
-           "read_state_dict", "register_encoder", "save_encoder", "set_precision"]
+__all__ = ["NON_LEARNED", "PRECISIONS", "TIMM_KWARGS_ALLOWED", "Encoder", "EncoderError", "EncoderSpec",
+           "bf16_agreement", "bf16_supported", "build_encoder", "check_encoder_config", "check_token_grids",
+           "cpu_supports_bf16", "list_encoders", "load_encoder", "load_weights", "read_state_dict",
+           "register_encoder", "save_encoder", "set_precision"]
