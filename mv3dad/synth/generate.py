@@ -356,6 +356,8 @@ def generate_benchmark(out: str | Path, cfg: SynthConfig, *, overwrite: bool = F
     return out
 
 
+DEFAULT_MAX_BYTES = 4 * 2**30
+"""Largest ground-truth grid allowed, in bytes (as :data:`mv3dad.volume.DEFAULT_MAX_BYTES` for score volumes)."""
 BYTES_PER_VOXEL = 16
 """Peak bytes per ground-truth voxel while an instance is made (the uint8 grid and its index/float temporaries)."""
 BYTES_PER_PIXEL = 64
@@ -377,7 +379,6 @@ def check_memory(model: CategoryModel, cfg: SynthConfig, n_views: int, limit: in
         GridTooLargeError: naming the category, the grid's shape, the voxel size and what to change.
     """
     from mv3dad.errors import GridTooLargeError
-    from mv3dad.volume.accumulate import DEFAULT_MAX_BYTES
 
     X, Y, Z = model.grid.shape
     grid_bytes = int(X) * int(Y) * int(Z) * BYTES_PER_VOXEL

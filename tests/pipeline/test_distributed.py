@@ -84,5 +84,6 @@ def test_torchrun_two_gloo_processes_equal_one_process(bench, tmp_path):
     merged = json.loads((out / "scores.json").read_text())
     assert merged["world_size"] == 2
     assert _scores(merged) == _scores(single)
-    assert sorted(p.name for p in (out / "vase").iterdir()) == [f"{i}.npz" for i in single["scores"]["vase"]]
+    assert sorted(p.name for p in (out / "vase").iterdir()) == sorted(  # volumes and per-sample records
+        f"{i}.{ext}" for i in single["scores"]["vase"] for ext in ("npz", "json"))
     assert not list(out.glob("scores.rank*.json"))
