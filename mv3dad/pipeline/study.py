@@ -296,12 +296,13 @@ def write_outputs(out: Path, rows: list[dict], runs: list[dict], *, run: str, da
     kind = runs[0]["memory_kind"] if runs else "peak RSS"
     lines.append(f"Memory: {kind} of the prediction process during the setting.")
     atomic_write(paths["md"], "\n".join(lines) + "\n")
-    plot(rows, paths["png"], n_run, method)
+    plot(rows, paths["png"], n_run, f"{method} (run {Path(run).name})")
     return {k: str(v) for k, v in paths.items()}
 
 
 def plot(rows: list[dict], png: Path, n_run: int, method: str) -> None:
-    """Quality (I-AUROC, V-AUPRO@1%) against time per sample, one curve per K, error bars over seeds."""
+    """Quality (I-AUROC, V-AUPRO@1%) against time per sample, one curve per K, error bars over seeds; ``method``
+    names the study in the title."""
     import matplotlib
 
     matplotlib.use("Agg")
