@@ -6,14 +6,18 @@ fused into one surface (1 mm voxels: mean point, mean normal and the local nomin
 point-to-plane spread of the views' points in the voxel). The training views' depth maps are kept for the
 free-space test.
 
+Signed distances are averaged over 3 x 3 pixels of each view (away from depth discontinuities) against the
+scanner's noise.
+
 Score (per test sample): the scan's points (all views, foreground) are registered to the fused training scan by
 a trimmed similarity ICP (:func:`mv3dad.geometry.registration.register`; ``rigid`` as an option), and each pixel
 scores its point's distance to the reference surface in mm:
 
-- CAD reference: the distance to the mesh, as the point-to-plane distance to the nearest of the points sampled
-  on it (``cad_spacing`` apart) that faces the same way as the test point (so a point on one face of a thin wall
-  is compared with that face, not with the wall's other side);
-- scan reference: the point-to-plane distance to the nearest facing reference point beyond the local noise band
+- CAD reference: the distance to the mesh, as the distance to the local plane of the nearest points sampled on
+  it (``cad_spacing`` apart) that face the same way as the test point (so a point on one face of a thin wall is
+  compared with that face, not with the wall's other side);
+- scan reference: the distance to the local plane of the nearest facing reference points beyond the local noise
+  band
   (``max(|d| - noise_k * sigma, 0)``). A surface the reference never observed is *unsupported* and scores 0,
   not anomalous: a point in front of the reference counts only if at least ``free_space_views`` training views
   saw through it (measured a surface behind it). A point behind a facing reference point nearby counts (missing
@@ -69,6 +73,9 @@ class DeviationConfig:
         lateral_gate_mm: a test point farther than this from every reference point is unsupported unless the
             free-space tests confirm it.
         cad_spacing: mm between the points sampled on the CAD mesh (the distance is taken to their tangent planes).
+        smooth: the signed distances are averaged over this many pixels square in each view before scoring
+            (1 = off; pixels next to a depth discontinuity are left out): it halves the scanner noise and keeps
+            mm-wide scratches.
         stride: registration uses every ``stride``-th pixel of each view in both directions (speed).
         spike_clamp: clamp each pixel to the largest of its 8 neighbours and each voxel to the largest of its 26
             (removes single-pixel and single-voxel spikes, keeps anything two wide).
@@ -86,6 +93,7 @@ class DeviationConfig:
     free_space_margin_mm: float = 2.0
     lateral_gate_mm: float = 2.0
     cad_spacing: float = 0.75
+    smooth: int = 3
     stride: int = 3
     spike_clamp: bool = True
 
@@ -247,25 +255,24 @@ class DeviationMethod(Method):
             q = apply(reg.transform, p[f])
             normals = point_image_normals(p, view.camera.center)
             edge = ndimage.binary_dilation(~np.isfinite(normals).all(axis=2), np.ones((3, 3), bool))
-            maps[t][f] = self._distances(q, normals[f] @ rot.T, edge[f], ref, view, T_inv)
+            maps[t][f] = self._distances(q, normals[f] @ rot.T, edge[f], f, ref, view, T_inv)
             if cfg.spike_clamp:
                 maps[t] = clamp_spikes(maps[t])
         return ViewScores(pixels=maps, info={"registration": reg.to_dict()})
 
-    def _distances(self, q: np.ndarray, nq: np.ndarray, edge: np.ndarray, ref: dict, view: View, T_inv: np.ndarray
-                   ) -> np.ndarray:
+    def _distances(self, q: np.ndarray, nq: np.ndarray, edge: np.ndarray, fg: np.ndarray, ref: dict, view: View,
+                   T_inv: np.ndarray) -> np.ndarray:
         """(P,) mm distance to the reference of the points ``q`` (reference frame, unit normals ``nq``, NaN where
-        unknown) measured by ``view``; ``edge`` (P,) marks points next to a depth discontinuity or a hole."""
+        unknown) of the ``fg`` (H, W) pixels of ``view``; ``edge`` (P,) marks points next to a depth discontinuity
+        or a hole."""
         cfg = self.cfg
         if "cad_tree" in ref:  # the CAD surface is complete: its distance is the score
-            idx, dist, _ = _nearest_facing(ref["cad_tree"], ref["cad_normals"], q, nq)
-            r, n = ref["cad_points"][idx], ref["cad_normals"][idx]
-            d = np.sum((q - r) * n, axis=1)
+            centre, n, dist, _, _ = _local_plane(ref["cad_tree"], ref["cad_points"], ref["cad_normals"], None, q, nq)
+            d = _smooth_on(np.sum((q - centre) * n, axis=1), fg, cfg.smooth, ~edge)
             lateral = np.sqrt(np.maximum(dist ** 2 - d ** 2, 0))
             return np.where(lateral <= 2 * cfg.cad_spacing, np.abs(d), dist).astype(np.float32)
-        idx, dist, facing = _nearest_facing(ref["tree"], ref["normals"], q, nq)
-        r, n, sig = ref["points"][idx], ref["normals"][idx], ref["sigma"][idx]
-        d = np.sum((q - r) * n, axis=1)
+        r, n, dist, facing, sig = _local_plane(ref["tree"], ref["points"], ref["normals"], ref["sigma"], q, nq)
+        d = _smooth_on(np.sum((q - r) * n, axis=1), fg, cfg.smooth, ~edge)
         lateral = np.sqrt(np.maximum(dist ** 2 - d ** 2, 0))
         score = np.maximum(np.abs(d) - cfg.noise_k * sig, 0).astype(np.float32)
         # trusted without a free-space test: material missing under a reference surface that faces the same way,
@@ -336,18 +343,41 @@ def _seen_through(points: np.ndarray, near: np.ndarray, cameras: list[Camera], m
     return count
 
 
-def _nearest_facing(tree: cKDTree, normals: np.ndarray, q: np.ndarray, nq: np.ndarray, k: int = 8
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Per point of ``q`` the nearest of its ``k`` nearest reference points that faces the same way (normals less
-    than 70 degrees apart; the plain nearest where none does, or the point's normal is unknown): so a point on one
-    face of a thin wall is compared with that face, not with the wall's other side.
+def _local_plane(tree: cKDTree, points: np.ndarray, normals: np.ndarray, sigma: np.ndarray | None, q: np.ndarray,
+                 nq: np.ndarray, k: int = 8) -> tuple[np.ndarray, ...]:
+    """The reference surface near each point of ``q``, from its ``k`` nearest reference points that face the same
+    way (normals less than 70 degrees apart): their mean point and mean normal (a local plane, averaging out the
+    reference's own noise), so that a point on one face of a thin wall is compared with that face, not with the
+    wall's other side. Where none faces the same way (or the point's normal is unknown), the plain nearest point.
 
     Returns:
-        (P,) reference indices, (P,) distances and (P,) bool: a facing reference point was found.
+        (P, 3) plane points, (P, 3) unit normals, (P,) distance to the nearest facing point, (P,) bool: a facing
+        point was found, (P,) mean sigma of the points used (zeros when ``sigma`` is None).
     """
     dist, idx = tree.query(q, k=k, workers=-1)
-    facing = np.einsum("pkc,pc->pk", normals[idx], np.nan_to_num(nq)) > 0.34
-    found = facing.any(axis=1)
-    first = np.where(found, np.argmax(facing, axis=1), 0)
-    rows = np.arange(len(q))
-    return idx[rows, first], dist[rows, first], found
+    nrm = normals[idx]
+    w = (np.einsum("pkc,pc->pk", nrm, np.nan_to_num(nq)) > 0.34).astype(np.float64)
+    found = w.any(axis=1)
+    w[~found, 0] = 1.0
+    w /= w.sum(axis=1, keepdims=True)
+    centre = np.einsum("pk,pkc->pc", w, points[idx])
+    n = np.einsum("pk,pkc->pc", w, nrm)
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    near = np.where(w > 0, dist, np.inf).min(axis=1)
+    sig = np.einsum("pk,pk->p", w, sigma[idx]) if sigma is not None else np.zeros(len(q))
+    return centre, n, near, found, sig
+
+
+def _smooth_on(values: np.ndarray, mask: np.ndarray, size: int, use: np.ndarray) -> np.ndarray:
+    """(P,) ``values`` of the ``mask`` (H, W) pixels averaged over the ``size`` x ``size`` window of each, over the
+    pixels flagged ``use`` (P,) only (so values next to a depth discontinuity do not spread); a pixel whose window
+    holds none keeps its value. size <= 1 returns the values unchanged."""
+    if size <= 1:
+        return values
+    img = np.zeros(mask.shape)
+    wgt = np.zeros(mask.shape)
+    img[mask] = np.where(use, values, 0.0)
+    wgt[mask] = use
+    num = ndimage.uniform_filter(img, size, mode="constant")[mask]
+    den = ndimage.uniform_filter(wgt, size, mode="constant")[mask]
+    return np.where(den > 1e-9, num / np.maximum(den, 1e-12), values).astype(values.dtype)
