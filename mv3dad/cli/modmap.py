@@ -63,6 +63,9 @@ def register(app: typer.Typer) -> None:
         image_weights: Optional[Path] = _option(ENCODER_CONFIG, "image_weights", default=None),
         depth_encoder: Optional[Path] = _option(ENCODER_CONFIG, "depth_encoder", default=None),
         random_init: bool = _option(ENCODER_CONFIG, "random_init", "--random-init", default=False),
+        preprocess: Optional[str] = _option(ENCODER_CONFIG, "preprocess", default=None),
+        precision: Optional[str] = _option(ENCODER_CONFIG, "precision", default=None),
+        pair_grids: Optional[str] = _option(ENCODER_CONFIG, "pair_grids", default=None),
         config: Optional[Path] = typer.Option(None, help="Training config YAML: overrides of the FitConfig defaults "
                                               "(default: the packaged mv3dad/configs/modmap.yaml)."),
         no_cache: bool = _option(FIT_JOB, "cache_features", "--no-cache", default=False, prefix="Negates: "),
@@ -77,9 +80,9 @@ def register(app: typer.Typer) -> None:
         """Train ModMap (or a baseline) on a category's nominal training instance, all N x N view pairs."""
         from mv3dad.config import default_config, load_config
         from mv3dad.mapping.fit import FitConfig
-        from mv3dad.pipeline.features import EncoderConfig
         import time
 
+        from mv3dad.pipeline.features import EncoderConfig
         from mv3dad.pipeline.fit import FitJob, fit_summary, run_fit
         from mv3dad.scoring.methods import list_methods
         from mv3dad.scoring.methods.deviation import DeviationConfig
@@ -96,7 +99,8 @@ def register(app: typer.Typer) -> None:
         enc = load_config(EncoderConfig, None, image_encoder=image_encoder,
                           image_weights=str(image_weights) if image_weights else None,
                           depth_encoder=str(depth_encoder) if depth_encoder else None,
-                          random_init=random_init, image_size=image_size, device=device)
+                          random_init=random_init, image_size=image_size, device=device, preprocess=preprocess,
+                          precision=precision, pair_grids=pair_grids)
         job = FitJob(str(data), [c for c in category.split(",") if c], str(out), views=views, setup=setup,
                      method=method, encoders=enc, fit=fit_cfg, cache_features=not no_cache, coreset=coreset,
                      deviation=dev_cfg, resume=resume, overwrite=overwrite, copy_encoders=copy_encoders,

@@ -160,7 +160,7 @@ class Predictor:
         self.record: RunRecord = read_run(run_dir)
         self.method = load_method(self.record.method, self.run_dir, self.record)
         self.extractor = None
-        self.enc_cfg = EncoderConfig(**self.record.encoders_config)
+        self.enc_cfg = EncoderConfig.from_record(self.record.encoders_config)
         if self.method.needs_features:
             from mv3dad.pipeline.encoder_files import resolve_encoder_config
 
