@@ -119,6 +119,9 @@ def register(app: typer.Typer) -> None:
                                             "they hold, in order."),
         sources: Optional[int] = typer.Option(None, help="K random source views per target (cost study)."),
         fuse: str = typer.Option("max", help="Per-view modality fusion: max | mean | min | prod."),
+        token_maps: str = typer.Option("inner", "--token-maps", help="Feature methods: how token maps reach the "
+                                       "pixels: inner (valid tokens off the outline) | valid | all (plain "
+                                       "bilinear)."),
         format: list[str] = typer.Option(["npz"], "--format", "-f",
                                          help="Volume formats (repeatable): npz npy zarr vdb ply."),
         save_maps: bool = typer.Option(False, "--save-maps", help="Also write per-view anomaly maps."),
@@ -152,7 +155,7 @@ def register(app: typer.Typer) -> None:
         t0 = time.perf_counter()
         run_predict(PredictJob(str(run), str(data), str(out), views=views, sources=sources, fuse=fuse,
                                formats=list(format), save_maps=save_maps, grid=grid, remove_plane=remove_plane,
-                               backend=backend, seed=seed, supersample=supersample,
+                               backend=backend, seed=seed, supersample=supersample, token_maps=token_maps,
                                encoder_paths={k: str(v) for k, v in paths.items() if v is not None} or None,
                                resume=resume, allow_incomplete=allow_incomplete))
         text, n_failed = predict_summary(out, time.perf_counter() - t0)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from scipy import ndimage
 
 from mv3dad.data import open_dataset
 from mv3dad.data.scene import DataError, Sample, View
@@ -38,6 +40,7 @@ from mv3dad.volume import VolumeAccumulator
 from mv3dad.volume.resample import supersample_factor, supersample_view
 
 SCORES_FILE = "scores.json"
+TOKEN_MAPS = ("inner", "valid", "all")
 
 
 @dataclass
@@ -71,10 +74,12 @@ class PredictJob:
             surface voxel; None = the smallest factor giving a pixel footprint of at most half a voxel (1 for
             scans already that dense, e.g. SiM3D's 12 Mpx views).
         seed: seed of the random source selection.
-        valid_tokens: token maps reach the pixels through the valid tokens only (those that see enough measured
-            depth; normalised convolution, :func:`mv3dad.encoders.preprocess.to_original_valid`); False = plain
-            bilinear upsampling of every token, as before (ablation: half-background tokens then leak onto the
-            outline).
+        token_maps: how token maps reach the pixels: ``"inner"`` (default): through the valid tokens (enough
+            measured depth) that are not on the outline (all 8 neighbours valid too), by normalised convolution
+            (:func:`mv3dad.encoders.preprocess.to_original_valid`); ``"valid"``: through every valid token, outline
+            tokens included; ``"all"``: plain bilinear upsampling of every token (before validity-aware maps;
+            half-background tokens then leak onto the outline). Pixels no used token reaches score as the view's
+            least anomalous surface.
         feature_cache: folder where frozen features are kept and reused (by later runs, other processes and
             view-subsampling studies); None = computed per call.
         encoder_paths: where to find the run's file-backed encoders when they are neither inside the run nor at
@@ -100,7 +105,7 @@ class PredictJob:
     rig_tolerance_mm: float = 1.0
     supersample: int | None = None
     seed: int = 0
-    valid_tokens: bool = True
+    token_maps: str = "inner"
     feature_cache: str | None = None
     encoder_paths: dict | None = None
     resume: bool = True
@@ -152,10 +157,7 @@ class Predictor:
     """
 
     def __init__(self, run_dir: str | Path, job: PredictJob):
-        if job.fuse not in FUSIONS:
-            raise ValueError(f"--fuse {job.fuse!r}: choose one of {FUSIONS}")
-        if job.grid not in ("gt", "category"):
-            raise ValueError(f"--grid {job.grid!r}: choose 'gt' or 'category'")
+        check_options(job)
         self.run_dir, self.job = Path(run_dir), job
         self.record: RunRecord = read_run(run_dir)
         self.method = load_method(self.record.method, self.run_dir, self.record)
@@ -265,9 +267,11 @@ class Predictor:
         h, w = view.depth.shape
         fit = SquareFit(h, w, self.enc_cfg.image_size)
         s_img, s_dep = scores.tokens
-        if not self.job.valid_tokens:
+        if self.job.token_maps == "all":
             return fuse(to_original(s_img[t], fit), to_original(s_dep[t], fit), self.job.fuse).numpy().astype(np.float32)
         valid = feats.valid[t]
+        if self.job.token_maps == "inner":
+            valid = torch.as_tensor(ndimage.binary_erosion(valid.numpy(), np.ones((3, 3), bool), border_value=0))
         m = fuse(to_original_valid(s_img[t], valid, fit), to_original_valid(s_dep[t], valid, fit), self.job.fuse)
         m = m.numpy().astype(np.float32)
         if np.isfinite(m).any():  # pixels no valid token reaches score as the view's least anomalous surface
@@ -334,16 +338,23 @@ def run_predict(job: PredictJob, progress: bool = True, shard: tuple[int, int] |
     return out
 
 
+def check_options(job: PredictJob) -> None:
+    """Clear errors for scoring options out of range."""
+    if job.fuse not in FUSIONS:
+        raise ValueError(f"--fuse {job.fuse!r}: choose one of {FUSIONS}")
+    if job.grid not in ("gt", "category"):
+        raise ValueError(f"--grid {job.grid!r}: choose 'gt' or 'category'")
+    if job.token_maps not in TOKEN_MAPS:
+        raise ValueError(f"token_maps {job.token_maps!r}: choose one of {TOKEN_MAPS}")
+
+
 def check_predict_inputs(job: PredictJob):
     """``(dataset, categories, out)`` after checking the run record, the dataset, the categories, the options and
     the output folder; nothing is loaded beyond ``run.json`` and nothing is created."""
     from mv3dad.export import FORMATS
     from mv3dad.io import check_output_dir
 
-    if job.fuse not in FUSIONS:
-        raise ValueError(f"--fuse {job.fuse!r}: choose one of {FUSIONS}")
-    if job.grid not in ("gt", "category"):
-        raise ValueError(f"--grid {job.grid!r}: choose 'gt' or 'category'")
+    check_options(job)
     bad = [f for f in job.formats if f not in FORMATS]
     if bad:
         raise ValueError(f"--format {bad[0]!r}: choose among {list(FORMATS)}")
