@@ -36,7 +36,6 @@ import numpy as np
 
 from _docs import QUALITY_TITLE, write_section
 
-BEGIN, END = "<!-- offline-report:begin -->", "<!-- offline-report:end -->"
 FEATURE_METHODS = ("knn", "cfm", "cfm_vc", "modmap")
 NAMES = {"deviation_cad": "deviation, CAD reference", "deviation_scan": "deviation, measured-scan reference",
          "knn": "kNN (texture + geometric)", "cfm": "CFM (texture + geometric)",
@@ -156,12 +155,22 @@ def summarise(results: dict) -> dict:
     return s
 
 
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
 def section(all_results: dict, a, commit: str) -> str:
+    BEGIN, END = markers(a.section)
+    parts = ("third-party CAD meshes " + ", ".join(Path(m).name for m in a.meshes.split(",")) if a.meshes
+             else "5 procedural categories")
     cmd = (f"python tools/offline_report.py --work WORK --seed {a.seed} --image-size {a.image_size} "
-           f"--test-instances {a.test_instances} --setup {a.setup} --epochs {a.epochs} --diag-epochs {a.diag_epochs}")
-    lines = [BEGIN, f"## What works offline: weight-free methods at {a.image_size} px ({a.setup})", "",
+           f"--test-instances {a.test_instances} --setup {a.setup} --epochs {a.epochs} --diag-epochs {a.diag_epochs} "
+           f"--methods {a.methods} --section {a.section}" + (f" --meshes {a.meshes}" if a.meshes else ""))
+    mesh_args = "".join(f" --mesh {Path(m).name}" for m in a.meshes.split(",")) if a.meshes else ""
+    title = f"on {parts}" if a.meshes else f"at {a.image_size} px ({a.setup})"
+    lines = [BEGIN, f"## What works offline: weight-free methods {title}", "",
              f"Benchmark `mv3dad synth --image-size {a.image_size} --test-instances {a.test_instances} --seed {a.seed} "
-             f"--setup {a.setup} --save-meshes` (5 categories, 12 views, {a.test_instances // 2} nominal + "
+             f"--setup {a.setup} --save-meshes{mesh_args}` ({parts}, 12 views, {a.test_instances // 2} nominal + "
              f"{a.test_instances - a.test_instances // 2} anomalous test instances each). Seed {a.seed} was not used "
              f"while developing any method. Command: `{cmd}`; code {commit}; this 2-core CPU, one process (other "
              f"jobs shared the machine, so times are upper bounds).", "",
@@ -194,7 +203,7 @@ def section(all_results: dict, a, commit: str) -> str:
         f = summarise(res)["found"]
         lines.append(f"| {NAMES.get(m, m)} | " + " | ".join(f"{f[t][0]}/{f[t][1]}" if t in f else "—" for t in types)
                      + " |")
-    lines += ["", "Per category: `docs/quality_offline.json`.", END]
+    lines += ["", f"Per category: `{a.json}`.", END]
     return "\n".join(lines)
 
 
@@ -212,15 +221,19 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--before-after", default="knn,modmap",
                     help="feature methods also predicted with token maps 'all' and 'valid' (before/after)")
+    ap.add_argument("--meshes", default="", help="comma-separated CAD mesh files: the benchmark is built from them "
+                    "(synth --mesh) instead of the procedural categories")
+    ap.add_argument("--section", default="offline-report", help="name of the docs section markers")
     ap.add_argument("--json", type=Path, default=Path("docs/quality_offline.json"))
     ap.add_argument("--doc", type=Path, default=Path("docs/quality.md"))
     a = ap.parse_args()
     root = a.work / "bench"
     if not (root / "benchmark.json").is_file():
         log("synth")
+        extra = ["--categories", ""] + [x for m in a.meshes.split(",") for x in ("--mesh", m)] if a.meshes else []
         subprocess.run([sys.executable, "-m", "mv3dad", "synth", str(root), "--image-size", str(a.image_size),
                         "--test-instances", str(a.test_instances), "--seed", str(a.seed), "--setup", a.setup,
-                        "--save-meshes", "--no-preview", "--no-progress"], check=True)
+                        "--save-meshes", "--no-preview", "--no-progress", *extra], check=True)
     from mv3dad.data import open_dataset
     from mv3dad.io import atomic_write
 
@@ -236,7 +249,7 @@ def main() -> None:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         atomic_write(a.json, json.dumps({"args": {k: str(v) for k, v in vars(a).items()}, "commit": commit,
                                          "results": results}, indent=2))
-        write_section(a.doc, section(results, a, commit), BEGIN, END, QUALITY_TITLE)
+        write_section(a.doc, section(results, a, commit), *markers(a.section), QUALITY_TITLE)
     print(section(results, a, commit))
 
 

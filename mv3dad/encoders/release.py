@@ -17,7 +17,6 @@ for tests and for users who take a DINO-Depth trained here to the authors' code.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ import torch
 from mv3dad.encoders.dinov3 import ARCH_NAME, VIT_SIZES, DinoV3Config, DinoV3ViT
 from mv3dad.encoders.preprocess import DepthScaling
 from mv3dad.encoders.vit import Encoder, EncoderError
+from mv3dad.io.read import sha256_file
 
 CONFIG_YAML = "config.yaml"
 TEACHER_PTH = Path("eval") / "last_checkpoint" / "teacher_checkpoint.pth"
@@ -175,12 +175,6 @@ def load_backbone_state(vit: DinoV3ViT, sd: dict[str, torch.Tensor], where: str 
     vit.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_authors_release(path: str | Path, layers: int | None = None, img_size: int = 224,
@@ -214,7 +208,7 @@ def load_authors_release(path: str | Path, layers: int | None = None, img_size: 
               "rope_base": cfg.rope_base, "rope_normalize_coords": cfg.rope_normalize_coords}
     meta = {"format": "modmap-authors-release", "arch": arch, "modality": modality, "timm_kwargs": kwargs,
             "img_size": img_size, "layers": len(vit.blocks), "weights_source": str(pth),
-            "weights_sha256": _sha256(pth), "config_yaml": str(cfg_path)}
+            "weights_sha256": sha256_file(pth), "config_yaml": str(cfg_path)}
     return Encoder(vit, modality, layers, depth_scaling, meta)
 
 
@@ -282,7 +276,7 @@ def save_as_authors_release(out_dir: str | Path, arch: str = ARCH_NAME, seed: in
                                 {"crops": {"global_crops_size": 224, "local_crops_size": 96,
                                            "local_crops_number": 8}})
     enc.meta.update({"format": "modmap-authors-release", "weights_source": str(out / TEACHER_PTH),
-                     "weights_sha256": _sha256(out / TEACHER_PTH), "config_yaml": str(out / CONFIG_YAML)})
+                     "weights_sha256": sha256_file(out / TEACHER_PTH), "config_yaml": str(out / CONFIG_YAML)})
     return enc
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import json
 import socket
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import torch.nn as nn
 from mv3dad.encoders.patches import PATCH_ARCH, PatchTokens
 from mv3dad.encoders.preprocess import (IMAGENET_MEAN, IMAGENET_STD, DepthScaling, check_preprocess, preprocess_depth,
                                         preprocess_depth_modmap, preprocess_image, preprocess_image_modmap)
+from mv3dad.io.read import sha256_file
 
 Modality = Literal["image", "depth"]
 
@@ -452,12 +452,6 @@ def build_encoder(name: str = DEFAULT_IMAGE_ENCODER, *, weights: str | Path | No
     return Encoder(vit, spec.modality, layers, depth_scaling, meta)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_encoder(out_dir: str | Path, vit: nn.Module, *, arch: str, modality: Modality, img_size: int,
@@ -493,7 +487,7 @@ def save_encoder(out_dir: str | Path, vit: nn.Module, *, arch: str, modality: Mo
                           if modality == "depth"
                           else {"type": "imagenet", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}),
         "training": training or {},
-        "weights_sha256": _sha256(wpath),
+        "weights_sha256": sha256_file(wpath),
     }
     atomic_write(out / CONFIG_FILE, json.dumps(cfg, indent=2))
     return out
@@ -563,7 +557,7 @@ def load_encoder(path: str | Path, layers: int | None = None, device: str | torc
     wpath = cfg_path.parent / WEIGHTS_FILE
     if not wpath.is_file():
         raise EncoderError(f"{wpath}: weights file not found")
-    if verify and cfg.get("weights_sha256") and _sha256(wpath) != cfg["weights_sha256"]:
+    if verify and cfg.get("weights_sha256") and sha256_file(wpath) != cfg["weights_sha256"]:
         raise EncoderError(f"{wpath}: sha256 differs from {cfg_path} (corrupt or replaced weights)")
     kwargs = {**cfg["timm_kwargs"], "in_chans": cfg["in_chans"]}
     vit = create_vit(cfg["arch"], cfg["img_size"], kwargs)

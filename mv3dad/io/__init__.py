@@ -6,8 +6,8 @@ This package imports only :mod:`mv3dad.errors`; any package may import it.
 
 from mv3dad.io.atomic import (ExportError, atomic_dir, atomic_file, atomic_write, check_output_dir,
                               check_output_file)
-from mv3dad.io.read import read_json, read_yaml
+from mv3dad.io.read import read_json, read_yaml, sha256_file
 from mv3dad.io.resources import package_path, resolve_data_path
 
 __all__ = ["ExportError", "atomic_dir", "atomic_file", "atomic_write", "check_output_dir", "check_output_file", "package_path", "read_json", "read_yaml",
-           "resolve_data_path"]
+           "resolve_data_path", "sha256_file"]

@@ -7,6 +7,7 @@ caller passes, e.g. :class:`~mv3dad.errors.CalibrationError` for rig files) whos
 from __future__ import annotations
 
 import json
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -56,3 +57,12 @@ def read_yaml(path: str | os.PathLike, what: str = "YAML file", *, mapping: bool
     import yaml
 
     return _read(path, what, yaml.safe_load, (yaml.YAMLError,), mapping, error)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -13,12 +13,12 @@ not match is an error naming both hashes.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
 from mv3dad.errors import DataError
+from mv3dad.io.read import sha256_file
 
 ROLES = ("image", "depth")
 ENCODERS_DIR = "encoders"
@@ -26,12 +26,6 @@ _MV3DAD_FILES = ("encoder.json", "encoder.safetensors")
 _RELEASE_FILES = ("config.yaml", "eval/last_checkpoint/teacher_checkpoint.pth")
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _layout(d: Path) -> tuple[str, ...] | None:
