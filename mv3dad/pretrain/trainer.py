@@ -28,7 +28,7 @@ from mv3dad.encoders.preprocess import DepthScaling, token_validity
 from mv3dad.encoders.dinov3 import ARCH_NAME as DINOV3_ARCH
 from mv3dad.encoders.dinov3 import MaskedDinoV3, create_dinov3
 from mv3dad.encoders.vit import save_encoder
-from mv3dad.export.atomic import atomic_dir, atomic_file, atomic_write
+from mv3dad.io import atomic_dir, atomic_file, atomic_write
 from mv3dad.pretrain.augment import MultiCrop
 from mv3dad.pretrain.config import PretrainConfig
 from mv3dad.pretrain.heads import DinoNetwork
