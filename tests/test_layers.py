@@ -29,11 +29,7 @@ LAYERS: list[set[str]] = [
 RANK = {pkg: i for i, floor in enumerate(LAYERS) for pkg in floor}
 
 # (importing module, imported module) pairs left as they are, each with the reason. Remove an entry once fixed.
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # The atomic writers moved to mv3dad.io (export.atomic re-exports them); vit.py was being edited in another
-    # change when this test was written, so its lazy import was left for that change.
-    ("mv3dad.encoders.vit", "mv3dad.export.atomic"): "use mv3dad.io.atomic",
-}
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}  # (importer, imported) -> why; none today
 
 ROOT = Path(mv3dad.__file__).parent
 

@@ -463,7 +463,7 @@ def save_encoder(out_dir: str | Path, vit: nn.Module, *, arch: str, modality: Mo
     """
     from safetensors.torch import save_file
 
-    from mv3dad.export.atomic import atomic_file, atomic_write
+    from mv3dad.io import atomic_file, atomic_write
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

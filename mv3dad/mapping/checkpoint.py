@@ -14,7 +14,7 @@ A training checkpoint is written as a unit: the three files go into a new step f
 reads). ``--resume`` reads everything from the folder the pointer names, so a kill at any moment leaves either
 the previous or the new checkpoint, never weights of one epoch with the optimizer state of another.
 
-Every file is written through :func:`mv3dad.export.atomic.atomic_write` (a temporary name in the same directory,
+Every file is written through :func:`mv3dad.io.atomic_write` (a temporary name in the same directory,
 flushed to disk, then renamed), so a crash never leaves a half-written file; a weights file that does not match
 the JSON (hash or epoch) is an error.
 """

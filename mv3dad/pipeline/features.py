@@ -244,7 +244,7 @@ class FeatureExtractor:
             return
         from safetensors.torch import save_file
 
-        from mv3dad.export.atomic import atomic_file
+        from mv3dad.io import atomic_file
 
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         with atomic_file(self.cache_dir / f"{key}.safetensors") as tmp:
