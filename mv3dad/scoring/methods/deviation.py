@@ -13,11 +13,12 @@ Score (per test sample): the scan's points (all views, foreground) are registere
 a trimmed similarity ICP (:func:`mv3dad.geometry.registration.register`; ``rigid`` as an option), and each pixel
 scores its point's distance to the reference surface in mm:
 
-- CAD reference: the distance to the mesh, as the distance to the local plane of the nearest points sampled on
-  it (``cad_spacing`` apart) that face the same way as the test point (so a point on one face of a thin wall is
+- CAD reference: the distance to the mesh, as the distance to the tangent plane of the nearest point sampled on
+  it (``cad_spacing`` apart) that faces the same way as the test point (so a point on one face of a thin wall is
   compared with that face, not with the wall's other side);
-- scan reference: the distance to the local plane of the nearest facing reference points beyond the local noise
-  band
+- scan reference (each of its points replaced at fit time by the local plane of its facing neighbours, which
+  averages out the training scan's own noise): the distance to the nearest facing reference plane beyond the
+  local noise band
   (``max(|d| - noise_k * sigma, 0)``). A surface the reference never observed is *unsupported* and scores 0,
   not anomalous: a point in front of the reference counts only if at least ``free_space_views`` training views
   saw through it (measured a surface behind it). A point behind a facing reference point nearby counts (missing
@@ -126,7 +127,9 @@ def fuse_scan(views: list[View], voxel: float) -> dict[str, np.ndarray]:
     mean_p, mean_n = voxel_downsample(p, voxel, n)
     r = np.sum((p - mean_p[inv]) * mean_n[inv], axis=1)
     sigma = np.sqrt(np.bincount(inv, r * r, len(counts)) / counts)
-    return {"points": mean_p, "normals": mean_n, "sigma": sigma.astype(np.float32)}
+    # each point replaced by the local plane of its facing neighbours: averages out the scan's own noise, once
+    plane_p, plane_n, _, _, plane_s = _local_plane(cKDTree(mean_p), mean_p, mean_n, sigma, mean_p, mean_n)
+    return {"points": plane_p, "normals": plane_n, "sigma": plane_s.astype(np.float32)}
 
 
 def _load_mesh(path: str):
@@ -267,11 +270,13 @@ class DeviationMethod(Method):
         or a hole."""
         cfg = self.cfg
         if "cad_tree" in ref:  # the CAD surface is complete: its distance is the score
-            centre, n, dist, _, _ = _local_plane(ref["cad_tree"], ref["cad_points"], ref["cad_normals"], None, q, nq)
-            d = _smooth_on(np.sum((q - centre) * n, axis=1), fg, cfg.smooth, ~edge)
+            idx, dist, _ = _nearest_facing(ref["cad_tree"], ref["cad_normals"], q, nq)
+            d = _smooth_on(np.sum((q - ref["cad_points"][idx]) * ref["cad_normals"][idx], axis=1), fg, cfg.smooth,
+                           ~edge)
             lateral = np.sqrt(np.maximum(dist ** 2 - d ** 2, 0))
             return np.where(lateral <= 2 * cfg.cad_spacing, np.abs(d), dist).astype(np.float32)
-        r, n, dist, facing, sig = _local_plane(ref["tree"], ref["points"], ref["normals"], ref["sigma"], q, nq)
+        idx, dist, facing = _nearest_facing(ref["tree"], ref["normals"], q, nq)
+        r, n, sig = ref["points"][idx], ref["normals"][idx], ref["sigma"][idx]
         d = _smooth_on(np.sum((q - r) * n, axis=1), fg, cfg.smooth, ~edge)
         lateral = np.sqrt(np.maximum(dist ** 2 - d ** 2, 0))
         score = np.maximum(np.abs(d) - cfg.noise_k * sig, 0).astype(np.float32)
@@ -366,6 +371,23 @@ def _local_plane(tree: cKDTree, points: np.ndarray, normals: np.ndarray, sigma: 
     near = np.where(w > 0, dist, np.inf).min(axis=1)
     sig = np.einsum("pk,pk->p", w, sigma[idx]) if sigma is not None else np.zeros(len(q))
     return centre, n, near, found, sig
+
+
+def _nearest_facing(tree: cKDTree, normals: np.ndarray, q: np.ndarray, nq: np.ndarray, k: int = 8
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per point of ``q`` the nearest of its ``k`` nearest reference points that faces the same way (normals less
+    than 70 degrees apart), so that a point on one face of a thin wall is compared with that face; the plain
+    nearest where none does (or the point's normal is unknown).
+
+    Returns:
+        (P,) reference indices, (P,) distances, (P,) bool: a facing point was found.
+    """
+    dist, idx = tree.query(q, k=k, workers=-1)
+    facing = np.einsum("pkc,pc->pk", normals[idx], np.nan_to_num(nq)) > 0.34
+    found = facing.any(axis=1)
+    first = np.where(found, np.argmax(facing, axis=1), 0)
+    rows = np.arange(len(q))
+    return idx[rows, first], dist[rows, first], found
 
 
 def _smooth_on(values: np.ndarray, mask: np.ndarray, size: int, use: np.ndarray) -> np.ndarray:
