@@ -87,7 +87,7 @@ class DeviationConfig:
     levels: tuple[float, ...] = (10.0, 5.0, 2.5)
     iterations: int = 12
     trim: float = 0.9
-    min_fitness: float = 0.8
+    min_fitness: float = 0.7
     reference_voxel: float = 1.0
     noise_k: float = 2.0
     free_space_views: int = 2
