@@ -6,8 +6,8 @@ One command runs everything (each stage skips what its output already holds, so 
    categories); the test instances must be byte-identical in both (checked: every file but ``meta.json``).
 2. Frozen features of every (sample, encoder pair) extracted once into one cache per split
    (``WORK/features/test`` shared by both setups, ``WORK/features/train_<setup>`` per setup, because both setups
-   name their training instance ``000``) and reused by every method: each run directory's ``features`` is a link
-   to the training cache, and ``predict`` reads the test cache.
+   name their training instance ``000``) and reused by every method: ``fit`` reads the training cache
+   (``FitJob.feature_cache``) and ``predict`` the test cache (``PredictJob.feature_cache``).
 3. ``fit`` + ``predict`` + ``evaluate`` (the pipeline's Python API, the same code as the CLI) of ModMap
    (``modmap``) and the three baselines on the same features and the same back-projection: ``cfm`` (no view
    conditioning, diagonal pairs), ``cfm_vc`` (view conditioning, diagonal pairs), ``knn`` (per-view memory bank).
@@ -222,14 +222,11 @@ def fit(run: Path, root: Path, cats: list[str], setup: str, method: str, enc_cfg
 
     if (run / "run.json").is_file():
         return
-    run.mkdir(parents=True, exist_ok=True)
-    if not (run / "features").exists():
-        os.symlink(train_cache.resolve(), run / "features", target_is_directory=True)
     fit_cfg = FitConfig(epochs=epochs, multi_class=multi_class, device="cpu", seed=a.seed)
     log(f"fit {setup} {method}{' multi-class' if multi_class else ''} {','.join(cats)} ({epochs} epochs)")
     torch.manual_seed(a.seed)  # the random encoders run_fit builds are only used for identity checks
     run_fit(FitJob(str(root), cats, str(run), views="all", setup=setup, method=method, encoders=enc_cfg,
-                   fit=fit_cfg, cache_features=True, resume=True), progress=False)
+                   fit=fit_cfg, feature_cache=str(train_cache), resume=True), progress=False)
 
 
 def predict_eval(run: Path, root: Path, pred: Path, test_cache: Path, fuse: str = "max") -> dict:

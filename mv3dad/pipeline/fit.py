@@ -41,6 +41,8 @@ class FitJob:
         encoders: the frozen encoders and the input size.
         fit: the mapping's training config (the preset's fields are applied over it).
         cache_features: keep the extracted features on disk under ``<out>/features`` (reused by ``--resume``).
+        feature_cache: a folder of frozen features shared with other runs and with ``predict`` (its cache keys name
+            the encoders and each sample's content); None = ``<out>/features`` when ``cache_features``.
         voxel_size: voxel edge in mm of the category grid (the grid of every predicted volume).
         grid_margin: mm added around the training views' bounding box for the category grid, to hold test
             instances that sit a little differently (pose and scale variation).
@@ -63,6 +65,7 @@ class FitJob:
     encoders: EncoderConfig = field(default_factory=EncoderConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     cache_features: bool = True
+    feature_cache: str | None = None
     voxel_size: float = 2.0
     grid_margin: float = 20.0
     coreset: float | int | None = None
@@ -159,7 +162,7 @@ def run_fit(job: FitJob, progress: bool = True) -> Path:
         img_enc, dep_enc = load_encoders(job.encoders)
         encoder_files = record_encoder_files(job.encoders, out, copy=job.copy_encoders)
         extractor = FeatureExtractor(img_enc, dep_enc, job.encoders,
-                                     cache_dir=out / "features" if job.cache_features else None)
+                                     cache_dir=job.feature_cache or (out / "features" if job.cache_features else None))
         for cat, ss in samples.items():
             features[cat] = [extractor(s, split="train") for s in ss]
         encoders = {"image": encoder_identity(img_enc), "depth": encoder_identity(dep_enc)}

@@ -160,3 +160,20 @@ def test_non_learned_reference_encoders_need_no_weights(bench, tmp_path):
     rec = json.loads((run / "run.json").read_text())
     assert rec["encoders"]["image"]["embed_dim"] == 588 and rec["encoders"]["depth"]["embed_dim"] == 196
     assert len(json.loads((pred / "scores.json").read_text())["scores"]["vase"]) == 4
+
+
+def test_a_shared_feature_cache_serves_fit_and_predict(bench, tmp_path):
+    from mv3dad.pipeline.features import EncoderConfig
+    from mv3dad.pipeline.fit import FitJob, run_fit
+    from mv3dad.pipeline.predict import PredictJob, run_predict
+
+    cache = tmp_path / "cache"
+    enc = EncoderConfig(image_encoder="texture", depth_encoder="geometric", image_size=112)
+    run_fit(FitJob(str(bench), ["vase"], str(tmp_path / "run"), method="knn", encoders=enc,
+                   feature_cache=str(cache)), progress=False)
+    assert not (tmp_path / "run" / "features").exists()
+    n_train = len(list(cache.glob("*.safetensors")))
+    assert n_train == 1  # the one training instance
+    run_predict(PredictJob(str(tmp_path / "run"), str(bench), str(tmp_path / "pred"), feature_cache=str(cache)),
+                progress=False)
+    assert len(list(cache.glob("*.safetensors"))) == n_train + 4  # and the four test instances
