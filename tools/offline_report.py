@@ -38,7 +38,8 @@ from _docs import QUALITY_TITLE, write_section
 
 FEATURE_METHODS = ("knn", "cfm", "cfm_vc", "modmap")
 NAMES = {"deviation_cad": "deviation, CAD reference", "deviation_scan": "deviation, measured-scan reference",
-         "knn": "kNN (texture + geometric)", "cfm": "CFM (texture + geometric)",
+         "knn": "kNN (texture + geometric)", "knn_all": "kNN over all views' tokens (texture + geometric)",
+         "cfm": "CFM (texture + geometric)",
          "cfm_vc": "CFM + view cond. (texture + geometric)", "modmap": "ModMap (texture + geometric)",
          "modmap_vit": "ModMap, random ViT-B/14 + ViT-S/14"}
 

@@ -177,3 +177,28 @@ def test_a_shared_feature_cache_serves_fit_and_predict(bench, tmp_path):
     run_predict(PredictJob(str(tmp_path / "run"), str(bench), str(tmp_path / "pred"), feature_cache=str(cache)),
                 progress=False)
     assert len(list(cache.glob("*.safetensors"))) == n_train + 4  # and the four test instances
+
+
+def test_knn_all_views_bank_holds_every_view_and_never_scores_higher(bench, tmp_path):
+    import json
+
+    from mv3dad.pipeline.features import EncoderConfig
+    from mv3dad.pipeline.fit import FitJob, run_fit
+    from mv3dad.pipeline.predict import PredictJob, Predictor, run_predict
+
+    cache = tmp_path / "cache"
+    enc = EncoderConfig(image_encoder="texture", depth_encoder="geometric", image_size=112)
+    scores = {}
+    for method in ("knn", "knn_all"):
+        run = tmp_path / method
+        run_fit(FitJob(str(bench), ["vase"], str(run), method=method, encoders=enc, feature_cache=str(cache)),
+                progress=False)
+        bank = Predictor(run, PredictJob(str(run), str(bench), str(tmp_path / "x"))).method.bank
+        if method == "knn_all":
+            assert all(len(m) == sum(len(x) for x in per_view) for m in bank.img)
+        per_view = bank.img
+        run_predict(PredictJob(str(run), str(bench), str(tmp_path / f"pred_{method}"), feature_cache=str(cache)),
+                    progress=False)
+        rec = json.loads((tmp_path / f"pred_{method}" / "scores.json").read_text())["scores"]["vase"]
+        scores[method] = {k: v["score"] for k, v in rec.items()}
+    assert all(scores["knn_all"][k] <= scores["knn"][k] + 1e-5 for k in scores["knn"])  # a superset of the bank

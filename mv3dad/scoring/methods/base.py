@@ -127,6 +127,13 @@ def create_method(name: str, **kwargs) -> Method:
     return m
 
 
+def method_preset(name: str) -> dict:
+    """The constructor keywords ``name`` was registered with."""
+    if name not in _METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {list_methods()}")
+    return dict(_METHODS[name][1])
+
+
 def method_class(name: str) -> type[Method]:
     if name not in _METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {list_methods()}")
