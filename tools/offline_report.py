@@ -199,6 +199,8 @@ def section(all_results: dict, a, commit: str) -> str:
               "pixels there.", "", "**Validity-aware token maps, before → valid tokens → valid tokens off the outline (default)** (same "
               "runs, `predict --token-maps all | valid | inner`):", "",
               "| method | I-AUROC | V-AUPRO@1% | maxima on outline | top 1 % on outline |", "|---|---|---|---|---|"]
+    if not any("before" in summarise(r) for r in all_results.values()):
+        lines = lines[:-5]  # no feature method here: no before/after table
     for m, res in all_results.items():
         s = summarise(res)
         if "before" in s:
