@@ -134,3 +134,25 @@ def test_a_bad_reference_mesh_is_one_clear_error(bench, tmp_path):
                                  "--method", "deviation", "--reference-mesh", str(bad)])
     assert r.exit_code == 2
     assert "part.stl" in r.output and "Traceback" not in r.output
+
+
+def test_nearest_facing_is_the_nearest_point_facing_the_same_way():
+    from scipy.spatial import cKDTree
+
+    from mv3dad.scoring.methods.deviation import _nearest_facing
+
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(-10, 10, (2000, 3))
+    nrm = rng.normal(size=(2000, 3))
+    nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+    q = rng.uniform(-10, 10, (500, 3))
+    nq = rng.normal(size=(500, 3))
+    nq /= np.linalg.norm(nq, axis=1, keepdims=True)
+    nq[:20] = np.nan  # unknown normals: the plain nearest
+    idx, dist, found = _nearest_facing(cKDTree(ref), nrm, q, nq, k=8)
+    d_all, i_all = cKDTree(ref).query(q, k=8)
+    for p in range(len(q)):
+        facing = [j for j in i_all[p] if np.isfinite(nq[p]).all() and nrm[j] @ nq[p] > 0.34]
+        want = facing[0] if facing else i_all[p][0]
+        assert idx[p] == want and found[p] == bool(facing)
+        assert dist[p] == pytest.approx(np.linalg.norm(ref[want] - q[p]))

@@ -382,12 +382,20 @@ def _nearest_facing(tree: cKDTree, normals: np.ndarray, q: np.ndarray, nq: np.nd
     Returns:
         (P,) reference indices, (P,) distances, (P,) bool: a facing point was found.
     """
-    dist, idx = tree.query(q, k=k, workers=-1)
-    facing = np.einsum("pkc,pc->pk", normals[idx], np.nan_to_num(nq)) > 0.34
-    found = facing.any(axis=1)
-    first = np.where(found, np.argmax(facing, axis=1), 0)
-    rows = np.arange(len(q))
-    return idx[rows, first], dist[rows, first], found
+    nq = np.nan_to_num(nq)
+    dist, idx = tree.query(q, k=1, workers=-1)  # most points face their nearest: one cheap query first
+    found = np.einsum("pc,pc->p", normals[idx], nq) > 0.34
+    rest = np.flatnonzero(~found)
+    if len(rest):
+        d_k, i_k = tree.query(q[rest], k=k, workers=-1)
+        facing = np.einsum("pkc,pc->pk", normals[i_k], nq[rest]) > 0.34
+        hit = facing.any(axis=1)
+        first = np.argmax(facing, axis=1)
+        rows = np.flatnonzero(hit)  # where none of the k faces the same way, the plain nearest stays
+        idx[rest[rows]] = i_k[rows, first[rows]]
+        dist[rest[rows]] = d_k[rows, first[rows]]
+        found[rest] = hit
+    return idx, dist, found
 
 
 def _smooth_on(values: np.ndarray, mask: np.ndarray, size: int, use: np.ndarray) -> np.ndarray:
