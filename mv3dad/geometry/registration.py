@@ -60,19 +60,12 @@ def invert(T: np.ndarray) -> np.ndarray:
     return inv
 
 
-def voxel_downsample(points: np.ndarray, voxel: float, normals: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, np.ndarray | None]:
-    """One point per occupied voxel (the mean of its points; normals averaged and renormalised)."""
+def voxel_downsample(points: np.ndarray, voxel: float) -> np.ndarray:
+    """(V, 3) one point per occupied voxel: the mean of its points."""
     points = np.asarray(points, np.float64)
     if len(points) == 0:
-        return points, normals
-    inv, counts = voxel_index(points, voxel)
-    out = np.stack([np.bincount(inv, points[:, k], len(counts)) for k in range(3)], axis=1) / counts[:, None]
-    if normals is None:
-        return out, None
-    nrm = np.stack([np.bincount(inv, normals[:, k], len(counts)) for k in range(3)], axis=1)
-    nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
-    return out, nrm
+        return points
+    return voxel_mean(points, *voxel_index(points, voxel))
 
 
 def voxel_index(points: np.ndarray, voxel: float) -> tuple[np.ndarray, np.ndarray]:
@@ -85,18 +78,10 @@ def voxel_index(points: np.ndarray, voxel: float) -> tuple[np.ndarray, np.ndarra
     return inv.ravel(), counts
 
 
-def estimate_normals(points: np.ndarray, radius: float, max_nn: int = 30, toward: np.ndarray | None = None
-                     ) -> np.ndarray:
-    """(P, 3) unit normals by local PCA (open3d); oriented towards ``toward`` points ((P, 3) or (3,)) if given."""
-    import open3d as o3d
-
-    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, np.float64)))
-    pc.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=radius, max_nn=max_nn))
-    n = np.asarray(pc.normals)
-    if toward is not None:
-        flip = np.sum(n * (np.asarray(toward) - points), axis=1) < 0
-        n[flip] *= -1
-    return n
+def voxel_mean(values: np.ndarray, inv: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(V, C) mean of the (P, C) ``values`` per voxel, for the voxel index of :func:`voxel_index`."""
+    return np.stack([np.bincount(inv, values[:, k], len(counts)) for k in range(values.shape[1])], axis=1) \
+        / counts[:, None]
 
 
 def _solve_step(p: np.ndarray, q: np.ndarray, n: np.ndarray, with_scale: bool) -> np.ndarray:
@@ -149,7 +134,7 @@ def register(source: np.ndarray, target: np.ndarray, target_normals: np.ndarray,
     T = np.eye(4) if init is None else np.asarray(init, np.float64).copy()
     fitness, rmse = 0.0, float("inf")
     for voxel in levels:
-        src, _ = voxel_downsample(source, voxel)
+        src = voxel_downsample(source, voxel)
         for _ in range(iterations):
             p = apply(T, src)
             d, idx = tree.query(p, distance_upper_bound=gate * voxel, workers=-1)

@@ -44,7 +44,7 @@ from scipy.spatial import cKDTree
 from mv3dad.data.scene import DataError, Sample, View
 from mv3dad.geometry.camera import Camera
 from mv3dad.geometry.projection import depth_to_point_image, point_image_normals, project_points
-from mv3dad.geometry.registration import apply, global_align, invert, register, voxel_downsample, voxel_index
+from mv3dad.geometry.registration import apply, global_align, invert, register, voxel_index, voxel_mean
 from mv3dad.io.atomic import atomic_file, atomic_write
 from mv3dad.scoring.background import foreground_mask
 from mv3dad.scoring.methods.base import Features, FitContext, Method, ScoreOptions, ViewScores, register_method
@@ -124,7 +124,9 @@ def fuse_scan(views: list[View], voxel: float) -> dict[str, np.ndarray]:
     if len(p) < 100:
         raise DataError("deviation: the training views hold fewer than 100 measured foreground points")
     inv, counts = voxel_index(p, voxel)
-    mean_p, mean_n = voxel_downsample(p, voxel, n)
+    mean_p = voxel_mean(p, inv, counts)
+    mean_n = voxel_mean(n, inv, counts)
+    mean_n /= np.maximum(np.linalg.norm(mean_n, axis=1, keepdims=True), 1e-12)
     r = np.sum((p - mean_p[inv]) * mean_n[inv], axis=1)
     sigma = np.sqrt(np.bincount(inv, r * r, len(counts)) / counts)
     # each point replaced by the local plane of its facing neighbours: averages out the scan's own noise, once
