@@ -156,3 +156,85 @@ def test_nearest_facing_is_the_nearest_point_facing_the_same_way():
         want = facing[0] if facing else i_all[p][0]
         assert idx[p] == want and found[p] == bool(facing)
         assert dist[p] == pytest.approx(np.linalg.norm(ref[want] - q[p]))
+
+
+def test_window_range_is_the_min_and_max_of_each_window():
+    from mv3dad.scoring.methods.deviation import window_range
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(9, 11)).astype(np.float32)
+    x[2:4, 3:6] = np.nan
+    lo, hi = window_range(x, 3)
+    pad = np.pad(x, 1, mode="edge")
+    for i in range(9):
+        for j in range(11):
+            w = pad[i:i + 3, j:j + 3]
+            if np.isfinite(w).any():
+                assert lo[i, j] == np.nanmin(w) and hi[i, j] == np.nanmax(w)
+            else:
+                assert np.isnan(lo[i, j]) and np.isnan(hi[i, j])
+
+
+def test_brightness_leaves_out_background_and_saturated_pixels():
+    from mv3dad.geometry.camera import Camera
+    from mv3dad.scoring.methods.deviation import brightness
+
+    cam = Camera(np.array([[100.0, 0, 31.5], [0, 100, 31.5], [0, 0, 1]]), np.eye(4), 64, 64)
+    img = np.full((64, 64), 0.5, np.float32)
+    fg = np.zeros((64, 64), bool)
+    fg[16:48, 16:48] = True
+    img[~fg] = 0.0  # a black background must not darken the part's edge
+    img[30:33, 30:33] = 1.0  # a saturated highlight must not brighten its neighbours
+    depth = np.where(fg, 500.0, 0.0).astype(np.float32)
+    b = brightness(img, fg, cam, depth, sigma_mm=10.0)
+    assert np.isnan(b[:8]).all()
+    inner = fg.copy()
+    inner[30:33, 30:33] = False
+    assert np.allclose(b[inner], np.log(0.5 + 0.02), atol=1e-5)
+    with pytest.raises(ValueError, match="differ in shape"):
+        brightness(img, fg[:10], cam, depth, 10.0)
+
+
+def test_appearance_finds_a_stain_and_ignores_an_exposure_change(bench, tmp_path):
+    import dataclasses
+
+    from mv3dad.data import open_dataset
+    from mv3dad.data.scene import View
+    from mv3dad.pipeline.fit import FitJob, run_fit
+    from mv3dad.pipeline.predict import PredictJob, Predictor
+    from mv3dad.scoring.methods.deviation import DeviationConfig
+
+    run = tmp_path / "run"
+    run_fit(FitJob(str(bench), ["stool"], str(run), method="deviation",
+                   deviation=DeviationConfig(reference_mesh=str(bench / "stool" / "train" / "000" / "mesh.ply"))),
+            progress=False)
+    pred = Predictor(run, PredictJob(str(run), str(bench), str(tmp_path / "pred")))
+    nominal = next(s for s in open_dataset(bench)["stool"].test if s.label == "nominal")
+
+    def with_images(fn):
+        return dataclasses.replace(nominal, views=[View(fn(t, v), v.depth, v.camera) for t, v in enumerate(nominal.views)])
+
+    base = pred.predict_sample(nominal)
+    brighter = pred.predict_sample(with_images(lambda t, v: np.clip(v.image * 1.15, 0, 1)))
+    assert brighter.score < base.score + 0.2  # mm: a global exposure change is not a defect
+    from scipy import ndimage
+
+    v0 = nominal.views[0]
+    from mv3dad.scoring.background import foreground_mask
+
+    fg = foreground_mask(v0.depth, v0.camera)
+    r, c = np.unravel_index(np.argmax(ndimage.distance_transform_edt(fg)), fg.shape)  # deep inside the part
+    yy, xx = np.mgrid[:v0.depth.shape[0], :v0.depth.shape[1]]
+    blob = (yy - r) ** 2 + (xx - c) ** 2 <= 8 ** 2
+
+    def stain(t, v):
+        if t != 0:
+            return v.image
+        return np.where(blob if v.image.ndim == 2 else blob[..., None], v.image * 0.4, v.image).astype(np.float32)
+
+    stained = pred.predict_sample(with_images(stain))
+    assert stained.score > base.score + 1.0
+    hit = np.nan_to_num(stained.maps[0].astype(np.float32)) > base.score + 1.0
+    assert hit.any() and blob[hit].mean() > 0.9  # the score sits on the stain
+    pred.method.cfg.appearance = False  # shape only: the stain is invisible
+    assert pred.predict_sample(with_images(stain)).score < base.score + 0.2

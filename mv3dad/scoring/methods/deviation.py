@@ -80,6 +80,18 @@ class DeviationConfig:
         stride: registration uses every ``stride``-th pixel of each view in both directions (speed).
         spike_clamp: clamp each pixel to the largest of its 8 neighbours and each voxel to the largest of its 26
             (removes single-pixel and single-voxel spikes, keeps anything two wide).
+        appearance: also compare each pixel's local brightness with the nominal's at the same surface point, seen
+            by the same camera (the rig's lights travel with it), to find appearance-only defects (stains); the
+            pixel's score is the larger of its shape and appearance scores.
+        appearance_sigma_mm: the brightness is the log-intensity averaged by a Gaussian of this sigma (mm on the
+            part, at the view's median depth; unmeasured and saturated pixels left out).
+        appearance_tol: log-intensity difference tolerated (after removing the view's median difference, i.e.
+            an exposure change): texture phase, shading under the pose change, highlights.
+        appearance_gain_mm: mm of score per unit of log-intensity difference beyond ``appearance_tol``.
+        appearance_window: pixels square: the test brightness is compared with the range of the nominal's over
+            this window around the matching point (a brightness edge a pixel or two off is not a difference).
+        appearance_erode: pixels square: the appearance score is eroded by this window (a stain is a blob;
+            specks and thin lines along edges are not kept).
     """
 
     reference_mesh: str | None = None
@@ -97,6 +109,12 @@ class DeviationConfig:
     smooth: int = 3
     stride: int = 3
     spike_clamp: bool = True
+    appearance: bool = True
+    appearance_sigma_mm: float = 2.0
+    appearance_tol: float = 0.15
+    appearance_gain_mm: float = 8.0
+    appearance_window: int = 5
+    appearance_erode: int = 5
 
     def __post_init__(self) -> None:
         self.levels = tuple(float(x) for x in self.levels)
@@ -196,7 +214,8 @@ class DeviationMethod(Method):
             folder.mkdir(parents=True, exist_ok=True)
             views = samples[0].views
             scan = fuse_scan(views, cfg.reference_voxel)
-            arrays = {**scan, "depth": np.stack([v.depth for v in views]).astype(np.float32)}
+            arrays = {**scan, "depth": np.stack([v.depth for v in views]).astype(np.float32),
+                      "image": np.stack([gray(v.image) for v in views]).astype(np.float16)}
             if cfg.reference_mesh:
                 mesh = _load_mesh(cfg.reference_mesh)
                 T, rep = register_mesh(mesh, scan, cfg)
@@ -229,6 +248,8 @@ class DeviationMethod(Method):
                     ref = {k: z[k] for k in ("points", "normals", "sigma", "depth")}
                     if "cad_points" in z.files:
                         ref["cad_points"], ref["cad_normals"] = z["cad_points"], z["cad_normals"]
+                    if "image" in z.files:  # runs fitted before the appearance test have no images
+                        ref["image"] = z["image"].astype(np.float32)
             except (OSError, ValueError, KeyError) as e:
                 raise ValueError(f"{folder / REFERENCE_FILE}: cannot read the reference: {e}") from None
             ref["tree"] = cKDTree(ref["points"])
@@ -236,6 +257,11 @@ class DeviationMethod(Method):
             ref["cameras"] = [Camera.from_dict(c) for c in record["cameras"][cat]]
             if "cad_points" in ref:
                 ref["cad_tree"] = cKDTree(ref["cad_points"])
+            if cfg.appearance and "image" in ref:
+                b = [brightness(img, foreground_mask(d, cam), cam, d, cfg.appearance_sigma_mm)
+                     for img, d, cam in zip(ref["image"], ref["depth"], ref["cameras"])]
+                ref["bright_lo"], ref["bright_hi"] = map(np.stack, zip(*(window_range(x, cfg.appearance_window)
+                                                                          for x in b)))
             refs[cat] = ref
         return cls(cfg, refs)
 
@@ -261,6 +287,9 @@ class DeviationMethod(Method):
             normals = point_image_normals(p, view.camera.center)
             edge = ndimage.binary_dilation(~np.isfinite(normals).all(axis=2), np.ones((3, 3), bool))
             maps[t][f] = self._distances(q, normals[f] @ rot.T, edge[f], f, ref, view, T_inv)
+            if cfg.appearance and "bright_lo" in ref:
+                app = self._appearance(view, f, q, ref, opts.view_ids[t])
+                maps[t][f] = np.maximum(maps[t][f], app)
             if cfg.spike_clamp:
                 maps[t] = clamp_spikes(maps[t])
         return ViewScores(pixels=maps, info={"registration": reg.to_dict()})
@@ -299,6 +328,32 @@ class DeviationMethod(Method):
         score[lone] = dist[lone]
         return score
 
+    def _appearance(self, view: View, fg: np.ndarray, q: np.ndarray, ref: dict, vid: int) -> np.ndarray:
+        """(P,) appearance score (mm-equivalent) of the ``fg`` pixels of ``view`` whose registered points (reference
+        frame) are ``q``: their local brightness against the nominal's where training view ``vid`` sees the same
+        point (0 where it does not, or where either brightness is unknown)."""
+        cfg = self.cfg
+        diff = np.full(len(q), np.nan, np.float32)
+        test = brightness(view.image, fg, view.camera, view.depth, cfg.appearance_sigma_mm)[fg]
+        cam, depth = ref["cameras"][vid], ref["depth"][vid]
+        uv, z = project_points(q, cam)
+        u, v = np.round(uv[:, 0]).astype(np.int64), np.round(uv[:, 1]).astype(np.int64)
+        inside = (z > 0) & (u >= 0) & (v >= 0) & (u < depth.shape[1]) & (v < depth.shape[0])
+        u, v = np.where(inside, u, 0), np.where(inside, v, 0)
+        seen = inside & (np.abs(depth[v, u] - z) < 3.0)  # the nominal view sees this very point
+        lo, hi = ref["bright_lo"][vid][v[seen], u[seen]], ref["bright_hi"][vid][v[seen], u[seen]]
+        t = test[seen]
+        diff[seen] = np.where(t > hi, t - hi, np.where(t < lo, t - lo, 0.0))  # NaN where either is unknown
+        ok = np.isfinite(diff)
+        if ok.sum() < 100:
+            return np.zeros(len(q), np.float32)
+        diff -= np.median(diff[ok])  # an exposure change between the scans is not a defect
+        score = np.zeros(fg.shape, np.float32)
+        score[fg] = np.where(ok, cfg.appearance_gain_mm * np.maximum(np.abs(diff) - cfg.appearance_tol, 0), 0)
+        if cfg.appearance_erode > 1:  # a stain is a blob; thin lines and specks are edges shifted by the pose
+            score = ndimage.grey_erosion(score, size=cfg.appearance_erode, mode="constant", cval=0.0)
+        return score[fg]
+
     def finish_volume(self, values: np.ndarray) -> np.ndarray:
         if not self.cfg.spike_clamp:
             return values
@@ -319,6 +374,46 @@ def clamp_spikes(values: np.ndarray) -> np.ndarray:
     out = values.copy()
     out[box] = np.where(finite[box], np.minimum(values[box], np.where(np.isfinite(nb), nb, 0.0)), np.nan)
     return out
+
+
+def gray(image: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, 3) image -> (H, W) float32 luminance (Rec. 601)."""
+    if image.ndim == 2:
+        return image.astype(np.float32, copy=False)
+    return (image[..., 0] * 0.299 + image[..., 1] * 0.587 + image[..., 2] * 0.114).astype(np.float32)
+
+
+def brightness(image: np.ndarray, fg: np.ndarray, camera: Camera, depth: np.ndarray, sigma_mm: float
+               ) -> np.ndarray:
+    """(H, W) float32 local brightness: the log-intensity (of intensity + 0.02, against dark-pixel noise) of the ``fg`` pixels, unsaturated ones only, averaged by a
+    Gaussian of ``sigma_mm`` on the part (converted to pixels at the view's median foreground depth); NaN where
+    the Gaussian holds less than a quarter of its weight in such pixels.
+
+    ``image``: (H, W) or (H, W, 3) in [0, 1]; ``fg``: (H, W) bool; ``depth``: (H, W) mm.
+    """
+    g = gray(image)
+    if fg.shape != g.shape or depth.shape != g.shape:
+        raise ValueError(f"image {g.shape}, mask {fg.shape} and depth {depth.shape} differ in shape")
+    ok = fg & (g < 0.98)
+    out = np.full(g.shape, np.nan, np.float32)
+    if not ok.any():
+        return out
+    sigma = max(sigma_mm * camera.K[0, 0] / float(np.median(depth[fg])), 0.5)
+    rows, cols = np.nonzero(fg)
+    pad = int(np.ceil(3 * sigma)) + 1  # work on the part's bounding box only
+    box = (slice(max(rows.min() - pad, 0), rows.max() + pad + 1), slice(max(cols.min() - pad, 0), cols.max() + pad + 1))
+    w = ok[box].astype(np.float32)
+    num = ndimage.gaussian_filter(np.log(g[box] + 0.02) * w, sigma, mode="constant")
+    den = ndimage.gaussian_filter(w, sigma, mode="constant")
+    out[box] = np.where(den > 0.25, num / np.maximum(den, 1e-6), np.nan)
+    return out
+
+
+def window_range(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) smallest and largest finite value of each pixel's ``size`` x ``size`` window (NaN where none)."""
+    lo = ndimage.minimum_filter(np.where(np.isfinite(values), values, np.inf), size=size, mode="nearest")
+    hi = ndimage.maximum_filter(np.where(np.isfinite(values), values, -np.inf), size=size, mode="nearest")
+    return np.where(np.isfinite(lo), lo, np.nan), np.where(np.isfinite(hi), hi, np.nan)
 
 
 def free_space_depth(depth: np.ndarray) -> np.ndarray:
