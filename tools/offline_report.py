@@ -7,6 +7,8 @@ Generates the benchmark (``mv3dad synth --save-meshes``, reused when present), t
 - ``deviation_cad``: ``--method deviation --reference-mesh`` the training instance's CAD mesh (``mesh.ply``);
 - ``knn``, ``cfm``, ``cfm_vc``, ``modmap``: the feature methods on the weight-free encoders
   (``--image-encoder texture --depth-encoder geometric``), features cached once per sample;
+- ``modmap_shading``: ModMap from ``geometric`` to ``shading`` (the low-frequency brightness, a crossmodal target
+  that geometry can predict under lights that travel with the camera);
 - ``modmap_vit``: ModMap with randomly initialised ViTs (``--random-init``; the paper's architecture without
   its weights), on ``--vit-categories`` only (ViT-B/14 at 448 px costs ~20 s per 12-view sample here);
 - for the feature methods, the same predictions with ``token_maps="all"`` (plain bilinear token maps, as before)
@@ -36,12 +38,12 @@ import numpy as np
 
 from _docs import QUALITY_TITLE, write_section
 
-FEATURE_METHODS = ("knn", "cfm", "cfm_vc", "modmap")
 NAMES = {"deviation_cad": "deviation, CAD reference", "deviation_scan": "deviation, measured-scan reference",
          "knn": "kNN (texture + geometric)", "knn_all": "kNN over all views' tokens (texture + geometric)",
          "cfm": "CFM (texture + geometric)",
          "cfm_vc": "CFM + view cond. (texture + geometric)", "modmap": "ModMap (texture + geometric)",
-         "modmap_vit": "ModMap, random ViT-B/14 + ViT-S/14"}
+         "modmap_vit": "ModMap, random ViT-B/14 + ViT-S/14",
+         "modmap_shading": "ModMap, geometric -> shading (geometry predicts the low-frequency brightness)"}
 
 
 def log(msg: str) -> None:
@@ -64,6 +66,9 @@ def fit_job(method: str, root: Path, run: Path, cat: str, a):
         return FitJob(str(root), [cat], str(run), method="deviation", deviation=DeviationConfig(reference_mesh=mesh))
     if method == "modmap_vit":
         enc = EncoderConfig(image_encoder="dinov2_vitb14_reg", random_init=True, image_size=a.image_size)
+        base = "modmap"
+    elif method == "modmap_shading":  # crossmodal target that geometry can predict: low-frequency shading
+        enc = EncoderConfig(image_encoder="shading", depth_encoder="geometric", image_size=a.image_size)
         base = "modmap"
     else:
         enc = EncoderConfig(image_encoder="texture", depth_encoder="geometric", image_size=a.image_size)
@@ -193,8 +198,8 @@ def section(all_results: dict, a, commit: str) -> str:
                      f"{s['v_aupro_30']:.3f} | {s['v_auroc']:.3f} | {s['outline_peaks']:.2f} | {s['outline_top1']:.2f} | "
                      f"{s['seconds_per_sample']:.2f} |")
     lines += ["", "± = null spread of the mean I-AUROC (random scores). \"stain-only parts left out\": I-AUROC over the "
-              "nominal parts and the anomalous parts with at least one geometric defect (a stain changes only the "
-              "appearance, which a comparison of shapes cannot see). \"maxima on outline\": share of instances whose "
+              "nominal parts and the anomalous parts with at least one geometric defect (a stain changes the "
+              "appearance only). \"maxima on outline\": share of instances whose "
               "map maximum lies within one token of the outline; \"top 1 % on outline\": share of each view's top 1 % "
               "pixels there.", "", "**Validity-aware token maps, before → valid tokens → valid tokens off the outline (default)** (same "
               "runs, `predict --token-maps all | valid | inner`):", "",

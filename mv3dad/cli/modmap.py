@@ -53,6 +53,8 @@ def register(app: typer.Typer) -> None:
         method: str = _option(FIT_JOB, "method"),
         reference_mesh: Optional[Path] = _option(DEVIATION_CONFIG, "reference_mesh"),
         registration: str = _option(DEVIATION_CONFIG, "registration"),
+        appearance: bool = typer.Option(True, "--appearance/--no-appearance",
+                                        help=field_help(DEVIATION_CONFIG, "appearance")),
         mapper: Optional[str] = _option(FIT_CONFIG, "mapper", default=None),
         no_modulation: bool = _option(FIT_CONFIG, "modulation", "--no-modulation", default=False,
                                       prefix="Negates: "),
@@ -92,7 +94,7 @@ def register(app: typer.Typer) -> None:
         if reference_mesh is not None and not reference_mesh.is_file():
             raise FileNotFoundError(f"{reference_mesh}: no such reference mesh")
         dev_cfg = DeviationConfig(reference_mesh=str(reference_mesh) if reference_mesh else None,
-                                  registration=registration)
+                                  registration=registration, appearance=appearance)
         fit_cfg = load_config(FitConfig, config or default_config("modmap.yaml"), epochs=epochs, mapper=mapper,
                               multi_class=multi_class or None, modulation=False if no_modulation else None,
                               device=device)

@@ -1,4 +1,5 @@
-"""Weight-free (classical) encoders on the ViTs' 14-px token grid: ``geometric`` (depth) and ``texture`` (image).
+"""Weight-free (classical) encoders on the ViTs' 14-px token grid: ``geometric`` (depth), ``texture`` and ``shading``
+(image).
 
 Both are deterministic functions of the preprocessed input (no weights, no seed), vectorised torch ops only. They
 mimic the part of the timm ViT interface that :class:`~mv3dad.encoders.vit.Encoder` uses (like ``patch14`` in
@@ -69,6 +70,13 @@ index    channel (scale s in {0, 1}: index = 12 s + k)
 12s+11   local contrast: ``8 *`` standard deviation of Y over the window
 =======  ===================================================================================================
 
+``shading`` (modality ``image``, C_in 3, C = 2)
+-------------------------------------------------
+The low-frequency brightness only, a crossmodal target that the ``geometric`` channels can predict (the rig's lights
+travel with the camera, so brightness is a function of the camera-frame normal and the albedo): from the same
+luminance ``Y`` as ``texture``, channel ``s`` (scale 0 or 1) is ``0.5 * (mean of log(Y + 0.02) over the window +
+1.5)``.
+
 The gains were set once so that, on the foreground tokens of a synthetic 448-px vase sample, each channel's
 standard deviation is of order 0.2-1 (e.g. geometric residual 0.6 / 1.0, texture orientation bins 0.15-0.45).
 """
@@ -85,12 +93,14 @@ from mv3dad.encoders.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 GEOMETRIC_ARCH = "geometric"
 TEXTURE_ARCH = "texture"
+SHADING_ARCH = "shading"
 CLASSICAL_VERSION = "1"
 PATCH = 14
 
 # fixed per-channel scale constants (see the module docstring)
 _SPREAD_GAIN, _CURV_GAIN, _HSIGN_GAIN, _RESIDUAL_GAIN = 10.0, 1.0, 3.0, 20.0
 _HIST_GAIN, _MEAN_GAIN, _CONTRAST_GAIN = 50.0, 2.0, 8.0
+_SHADING_GAIN, _SHADING_OFFSET = 0.5, 1.5
 _N_BINS = 8
 _LUMA = (0.299, 0.587, 0.114)
 _EPS = 1e-12
@@ -426,8 +436,33 @@ class TextureTokens(ClassicalTokens):
         return torch.cat(out, 1)
 
 
-CLASSICAL_ENCODERS: dict[str, type[ClassicalTokens]] = {GEOMETRIC_ARCH: GeometricTokens, TEXTURE_ARCH: TextureTokens}
+class ShadingTokens(ClassicalTokens):
+    """ImageNet-normalised RGB (B, 3, S, S) -> (B, 2, S/14, S/14): the low-frequency shading (module docstring).
+
+    A crossmodal target that geometry can predict: under lights that travel with the camera, a surface's
+    brightness is a function of its camera-frame normal (the ``geometric`` channels) and its albedo, so a
+    depth -> image mapper can learn it and a changed albedo (a stain) leaves a residual.
+    """
+
+    modality = "image"
+    arch = SHADING_ARCH
+    in_chans = 3
+    embed_dim = 2
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        p = PATCH
+        mean = x.new_tensor(IMAGENET_MEAN)
+        std = x.new_tensor(IMAGENET_STD)
+        lum = x.new_tensor(_LUMA)
+        gray = F.conv2d(x, (std * lum).view(1, 3, 1, 1), (mean * lum).sum().view(1)).clamp(0, 1)
+        m0 = _token_sum(torch.log(gray + 0.02), p) / (p * p)
+        m1 = _box3_sum(m0) / _box3_sum(torch.ones_like(m0))
+        return torch.cat([_SHADING_GAIN * (m0 + _SHADING_OFFSET), _SHADING_GAIN * (m1 + _SHADING_OFFSET)], 1)
+
+
+CLASSICAL_ENCODERS: dict[str, type[ClassicalTokens]] = {GEOMETRIC_ARCH: GeometricTokens, TEXTURE_ARCH: TextureTokens,
+                                                        SHADING_ARCH: ShadingTokens}
 
 __all__ = ["CLASSICAL_ENCODERS", "CLASSICAL_VERSION", "ClassicalTokens", "GEOMETRIC_ARCH", "GeometricTokens",
-           "TEXTURE_ARCH", "TextureTokens", "combine_neighbourhood", "token_moments",
+           "SHADING_ARCH", "ShadingTokens", "TEXTURE_ARCH", "TextureTokens", "combine_neighbourhood", "token_moments",
            "token_orientation_histogram"]

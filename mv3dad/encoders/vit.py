@@ -574,11 +574,12 @@ def load_encoder(path: str | Path, layers: int | None = None, device: str | torc
 
 
 # the weight-free descriptors of classical.py (built by build_encoder without weights, like patch14)
-from mv3dad.encoders.classical import GEOMETRIC_ARCH, TEXTURE_ARCH  # noqa: E402
+from mv3dad.encoders.classical import GEOMETRIC_ARCH, SHADING_ARCH, TEXTURE_ARCH  # noqa: E402
 
-NON_LEARNED = frozenset({PATCH_ARCH, GEOMETRIC_ARCH, TEXTURE_ARCH})
+NON_LEARNED = frozenset({PATCH_ARCH, GEOMETRIC_ARCH, TEXTURE_ARCH, SHADING_ARCH})
 register_encoder(GEOMETRIC_ARCH, EncoderSpec(GEOMETRIC_ARCH, "depth", {"in_chans": 1}))
 register_encoder(TEXTURE_ARCH, EncoderSpec(TEXTURE_ARCH, "image", {"in_chans": 3}))
+register_encoder(SHADING_ARCH, EncoderSpec(SHADING_ARCH, "image", {"in_chans": 3}))
 
 
 __all__ = ["NON_LEARNED", "PRECISIONS", "TIMM_KWARGS_ALLOWED", "Encoder", "EncoderError", "EncoderSpec",

@@ -118,7 +118,8 @@ def register(source: np.ndarray, target: np.ndarray, target_normals: np.ndarray,
             coarse voxel and a few degrees).
         with_scale: similarity (7 parameters) when True, rigid otherwise.
         levels: voxel sizes in mm of the coarse-to-fine levels (the source is downsampled to each).
-        iterations: ICP iterations per level (stops early when the update is below 1e-4 mm / rad).
+        iterations: ICP iterations per level (stops early once an update is below ``1e-4 * voxel`` rad and relative
+            scale and ``4e-3 * voxel`` mm, voxel in mm: 2.5e-4 rad and 0.01 mm at 2.5 mm).
         gate: pairs farther apart than ``gate x level voxel`` are not used.
         trim: share of the remaining pairs kept (the closest ones, point-to-plane).
         target_tree: a prebuilt ``cKDTree(target)`` (reused across samples).
@@ -150,8 +151,8 @@ def register(source: np.ndarray, target: np.ndarray, target_normals: np.ndarray,
             C, Ci = np.eye(4), np.eye(4)
             C[:3, 3], Ci[:3, 3] = c, -c
             T = C @ U @ Ci @ T
-            if np.abs(U - np.eye(4)).max() < 1e-4:
-                break
+            if np.abs(U[:3, :3] - np.eye(3)).max() < 1e-4 * voxel and np.abs(U[:3, 3]).max() < 4e-3 * voxel:
+                break  # converged to a small fraction of this level's voxel (the finest level sets the precision)
     scale = float(np.cbrt(np.linalg.det(T[:3, :3])))
     return Registration(T, scale, fitness, rmse)
 

@@ -223,3 +223,19 @@ def test_neighbourhood_scale_equals_a_direct_computation(geo, tex):
     assert f[0, 12 + CONTRAST, 5, 7].item() == pytest.approx(8 * gray[win].double().std(unbiased=False).item(),
                                                              rel=1e-4)
     assert f[0, 12 + MEAN_R, 5, 7].item() == pytest.approx(2 * (rgb[0, 0][win].mean().item() - 0.5), abs=1e-5)
+
+
+# -------------------------------------------------------------------------------------------------------- shading
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_shading_is_the_mean_log_brightness_at_two_scales(dtype, device):
+    enc = build_encoder("shading").to(device)
+    assert enc.modality == "image" and enc.embed_dim == 2
+    s = 224
+    u, _ = _grid(s, device, torch.float32)
+    gray = (0.2 + 0.6 * (u // 14) / (s // 14 - 1))[None, None]  # constant within each token, brighter to the right
+    f = enc.features(_normalised(gray.expand(1, 3, s, s).cpu()).to(device=device, dtype=dtype))
+    assert f.shape == (1, 2, 16, 16) and torch.isfinite(f).all()
+    tok = gray[0, 0, ::14, ::14].float()
+    assert torch.allclose(f[0, 0], 0.5 * (torch.log(tok + 0.02) + 1.5), atol=2e-3)
+    assert torch.allclose(f[0, 1, :, 1:-1], f[0, 0, :, 1:-1], atol=0.02)  # a smooth ramp: the window mean is close
+    assert (f[0, 0, :, 1:] > f[0, 0, :, :-1]).all()  # follows the brightness

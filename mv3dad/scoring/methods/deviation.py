@@ -283,15 +283,18 @@ class DeviationMethod(Method):
         rot = reg.transform[:3, :3] / reg.scale
         maps = np.full((len(sample.views), *fg[0].shape), np.nan, np.float32)
         for t, (view, p, f) in enumerate(zip(sample.views, P, fg)):
+            if not f.any():
+                continue
+            box = _bounding_box(f, pad=3)  # per-view work on the part's bounding box only (same result)
+            p, f = p[box], f[box]
             q = apply(reg.transform, p[f])
             normals = point_image_normals(p, view.camera.center)
             edge = ndimage.binary_dilation(~np.isfinite(normals).all(axis=2), np.ones((3, 3), bool))
-            maps[t][f] = self._distances(q, normals[f] @ rot.T, edge[f], f, ref, view, T_inv)
+            m = np.full(f.shape, np.nan, np.float32)
+            m[f] = self._distances(q, normals[f] @ rot.T, edge[f], f, ref, view, T_inv)
             if cfg.appearance and "bright_lo" in ref:
-                app = self._appearance(view, f, q, ref, opts.view_ids[t])
-                maps[t][f] = np.maximum(maps[t][f], app)
-            if cfg.spike_clamp:
-                maps[t] = clamp_spikes(maps[t])
+                m[f] = np.maximum(m[f], self._appearance(view, box, f, q, ref, opts.view_ids[t]))
+            maps[t][box] = clamp_spikes(m) if cfg.spike_clamp else m
         return ViewScores(pixels=maps, info={"registration": reg.to_dict()})
 
     def _distances(self, q: np.ndarray, nq: np.ndarray, edge: np.ndarray, fg: np.ndarray, ref: dict, view: View,
@@ -328,13 +331,16 @@ class DeviationMethod(Method):
         score[lone] = dist[lone]
         return score
 
-    def _appearance(self, view: View, fg: np.ndarray, q: np.ndarray, ref: dict, vid: int) -> np.ndarray:
-        """(P,) appearance score (mm-equivalent) of the ``fg`` pixels of ``view`` whose registered points (reference
-        frame) are ``q``: their local brightness against the nominal's where training view ``vid`` sees the same
-        point (0 where it does not, or where either brightness is unknown)."""
+    def _appearance(self, view: View, box: tuple[slice, slice], fg: np.ndarray, q: np.ndarray, ref: dict, vid: int
+                    ) -> np.ndarray:
+        """(P,) appearance score (mm-equivalent) of the ``fg`` pixels of the ``box`` of ``view`` whose registered
+        points (reference frame) are ``q``: their local brightness against the nominal's where training view ``vid``
+        sees the same point (0 where it does not, or where either brightness is unknown)."""
         cfg = self.cfg
         diff = np.full(len(q), np.nan, np.float32)
-        test = brightness(view.image, fg, view.camera, view.depth, cfg.appearance_sigma_mm)[fg]
+        full = np.zeros(view.depth.shape, bool)
+        full[box] = fg
+        test = brightness(view.image, full, view.camera, view.depth, cfg.appearance_sigma_mm)[box][fg]
         cam, depth = ref["cameras"][vid], ref["depth"][vid]
         uv, z = project_points(q, cam)
         u, v = np.round(uv[:, 0]).astype(np.int64), np.round(uv[:, 1]).astype(np.int64)
@@ -376,6 +382,12 @@ def clamp_spikes(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def _bounding_box(mask: np.ndarray, pad: int) -> tuple[slice, slice]:
+    """Slices of the bounding box of a non-empty (H, W) ``mask``, grown by ``pad`` pixels (clipped to the image)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return (slice(max(rows[0] - pad, 0), rows[-1] + pad + 1), slice(max(cols[0] - pad, 0), cols[-1] + pad + 1))
+
+
 def gray(image: np.ndarray) -> np.ndarray:
     """(H, W) or (H, W, 3) image -> (H, W) float32 luminance (Rec. 601)."""
     if image.ndim == 2:
@@ -399,9 +411,7 @@ def brightness(image: np.ndarray, fg: np.ndarray, camera: Camera, depth: np.ndar
     if not ok.any():
         return out
     sigma = max(sigma_mm * camera.K[0, 0] / float(np.median(depth[fg])), 0.5)
-    rows, cols = np.nonzero(fg)
-    pad = int(np.ceil(3 * sigma)) + 1  # work on the part's bounding box only
-    box = (slice(max(rows.min() - pad, 0), rows.max() + pad + 1), slice(max(cols.min() - pad, 0), cols.max() + pad + 1))
+    box = _bounding_box(fg, pad=int(np.ceil(3 * sigma)) + 1)  # work on the part's bounding box only
     w = ok[box].astype(np.float32)
     num = ndimage.gaussian_filter(np.log(g[box] + 0.02) * w, sigma, mode="constant")
     den = ndimage.gaussian_filter(w, sigma, mode="constant")
