@@ -238,3 +238,81 @@ def test_appearance_finds_a_stain_and_ignores_an_exposure_change(bench, tmp_path
     assert hit.any() and blob[hit].mean() > 0.9  # the score sits on the stain
     pred.method.cfg.appearance = False  # shape only: the stain is invisible
     assert pred.predict_sample(with_images(stain)).score < base.score + 0.2
+
+
+def _plate_view(hole: bool):
+    """A 200 mm plate at z = 0 seen from 1000 mm above, a floor 50 mm below it; optionally a 30 mm hole."""
+    from mv3dad.data.scene import View
+    from mv3dad.geometry.camera import Camera
+
+    cam = Camera(np.array([[600.0, 0, 99.5], [0, 600, 99.5], [0, 0, 1]]),
+                 np.array([[1.0, 0, 0, 0], [0, -1, 0, 0], [0, 0, -1, 1000], [0, 0, 0, 1]]), 200, 200)
+    v, u = np.mgrid[:200, :200]
+    X, Y = (u - 99.5) / 600 * 1000, -(v - 99.5) / 600 * 1000  # on the plate's plane
+    on_plate = (np.abs(X) <= 100) & (np.abs(Y) <= 100)
+    if hole:
+        on_plate &= ~((np.abs(X) <= 15) & (np.abs(Y) <= 15))
+    depth = np.where(on_plate, 1000.0, 1050.0).astype(np.float32)
+    g = np.arange(-100, 100.1, 2.0)
+    pts = np.stack(np.meshgrid(g, g, [0.0], indexing="ij"), -1).reshape(-1, 3)
+    return View(np.zeros((200, 200), np.float32), depth, cam), pts, np.tile([0.0, 0.0, 1.0], (len(pts), 1)), X, Y
+
+
+def test_missing_material_is_where_the_view_sees_through_the_reference():
+    from mv3dad.scoring.methods.deviation import missing_material
+
+    view, pts, nrm, X, Y = _plate_view(hole=True)
+    gap, at = missing_material(view, pts, nrm, margin=3.0, spacing=2.0)
+    hit = at > 0
+    in_hole = (np.abs(X) <= 15) & (np.abs(Y) <= 15)
+    assert hit[in_hole].mean() > 0.5  # the hole's inside, less a border of a cell or two
+    near_hole = (np.abs(X) <= 21) & (np.abs(Y) <= 21)
+    assert not hit[~near_hole].any()  # nothing along the plate's outline, where the view also sees the floor
+    assert np.allclose(at[hit], 1000.0, atol=1.0) and np.allclose(gap[hit], 50.0, atol=1.0)
+    view, pts, nrm, *_ = _plate_view(hole=False)
+    gap, at = missing_material(view, pts, nrm, margin=3.0, spacing=2.0)
+    assert not (at > 0).any() and not (gap > 0).any()
+    flipped, _, _, _, _ = _plate_view(hole=True)
+    gap, at = missing_material(flipped, pts, -nrm, margin=3.0, spacing=2.0)  # a surface facing away is not seen
+    assert not (at > 0).any()
+
+
+def test_a_view_seeing_through_the_part_scores_on_the_reference_surface(bench, tmp_path):
+    import dataclasses
+
+    from scipy import ndimage
+
+    from mv3dad.data import open_dataset
+    from mv3dad.data.scene import View
+    from mv3dad.pipeline.fit import FitJob, run_fit
+    from mv3dad.pipeline.predict import PredictJob, Predictor
+    from mv3dad.scoring.background import foreground_mask
+    from mv3dad.scoring.methods import ScoreOptions
+    from mv3dad.scoring.methods.deviation import DeviationConfig
+
+    run = tmp_path / "run"
+    run_fit(FitJob(str(bench), ["stool"], str(run), method="deviation",
+                   deviation=DeviationConfig(reference_mesh=str(bench / "stool" / "train" / "000" / "mesh.ply"))),
+            progress=False)
+    pred = Predictor(run, PredictJob(str(run), str(bench), str(tmp_path / "pred")))
+    nominal = next(s for s in open_dataset(bench)["stool"].test if s.label == "nominal")
+    v0 = nominal.views[0]
+    fg = foreground_mask(v0.depth, v0.camera)
+    r, c = np.unravel_index(np.argmax(ndimage.distance_transform_edt(fg)), fg.shape)
+    yy, xx = np.mgrid[:fg.shape[0], :fg.shape[1]]
+    hole = ((yy - r) ** 2 + (xx - c) ** 2 <= 6 ** 2) & fg
+    seen_through = np.where(hole, v0.depth + 80.0, v0.depth).astype(np.float32)  # a surface 80 mm behind
+    holed = dataclasses.replace(nominal, views=[View(v0.image, seen_through, v0.camera)] + nominal.views[1:])
+    cap = pred.method.cfg.missing_cap_mm
+    for sample, found in ((nominal, False), (holed, True)):
+        s, ids, _ = pred.prepare_views(sample)
+        scores = pred.method.score_views(s, None, ScoreOptions(ids, "stool"))
+        at = scores.depth[0]
+        assert (at > 0).any() == found
+    inner = ndimage.binary_erosion(hole, iterations=2)
+    assert (at[inner] > 0).mean() > 0.5 and not (at[~ndimage.binary_dilation(hole, iterations=4)] > 0).any()
+    placed = at > 0
+    assert np.abs(at[placed] - v0.depth[placed]).max() < 8.0  # on the reference surface, not 80 mm behind
+    assert (scores.pixels[0][placed] >= cap).all()
+    m = pred.predict_sample(holed).volume  # the predictor back-projects them there
+    assert np.nanmax(m.values) >= cap

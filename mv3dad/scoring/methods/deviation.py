@@ -52,6 +52,7 @@ from mv3dad.scoring.methods.base import Features, FitContext, Method, ScoreOptio
 REFERENCE_FILE = "reference.npz"
 MESH_FILE = "reference_mesh.ply"
 CONFIG_FILE = "deviation.json"
+MISSING_SPACING = 2.0  # mm between the reference points rendered for the missing-material test
 
 
 @dataclass
@@ -92,6 +93,13 @@ class DeviationConfig:
             this window around the matching point (a brightness edge a pixel or two off is not a difference).
         appearance_erode: pixels square: the appearance score is eroded by this window (a stain is a blob;
             specks and thin lines along edges are not kept).
+        missing: also score missing material where no surface is left to measure (a chunk off an edge, a hole
+            through a thin wall): the reference surface, placed in the test scan by the registration, is rendered
+            into each test view, and where the view measured a surface well behind it (it sees through), the
+            score sits on the reference surface.
+        missing_margin_mm: how far behind the reference surface a view's measurement must be to count as seeing
+            through it.
+        missing_cap_mm: score of a pixel seeing through the reference: the gap in mm, at most this.
     """
 
     reference_mesh: str | None = None
@@ -115,6 +123,9 @@ class DeviationConfig:
     appearance_gain_mm: float = 8.0
     appearance_window: int = 5
     appearance_erode: int = 5
+    missing: bool = True
+    missing_margin_mm: float = 3.0
+    missing_cap_mm: float = 5.0
 
     def __post_init__(self) -> None:
         self.levels = tuple(float(x) for x in self.levels)
@@ -257,6 +268,12 @@ class DeviationMethod(Method):
             ref["cameras"] = [Camera.from_dict(c) for c in record["cameras"][cat]]
             if "cad_points" in ref:
                 ref["cad_tree"] = cKDTree(ref["cad_points"])
+            if cfg.missing:  # the reference surface about 2 mm apart, for rendering it into the test views
+                pts, nrm = (ref["cad_points"], ref["cad_normals"]) if "cad_points" in ref else \
+                    (ref["points"], ref["normals"])
+                inv, _ = voxel_index(pts, MISSING_SPACING)
+                first = np.unique(inv, return_index=True)[1]
+                ref["sparse_points"], ref["sparse_normals"] = pts[first].astype(np.float64), nrm[first]
             if cfg.appearance and "image" in ref:
                 b = [brightness(img, foreground_mask(d, cam), cam, d, cfg.appearance_sigma_mm)
                      for img, d, cam in zip(ref["image"], ref["depth"], ref["cameras"])]
@@ -295,7 +312,15 @@ class DeviationMethod(Method):
             if cfg.appearance and "bright_lo" in ref:
                 m[f] = np.maximum(m[f], self._appearance(view, box, f, q, ref, opts.view_ids[t]))
             maps[t][box] = clamp_spikes(m) if cfg.spike_clamp else m
-        return ViewScores(pixels=maps, info={"registration": reg.to_dict()})
+        depth = None
+        if cfg.missing and "sparse_points" in ref:
+            X, N = apply(T_inv, ref["sparse_points"]), ref["sparse_normals"] @ rot  # into the test scan's frame
+            depth = np.zeros(maps.shape, np.float32)
+            for t, view in enumerate(sample.views):
+                score, depth[t] = missing_material(view, X, N, cfg.missing_margin_mm, MISSING_SPACING)
+                hit = depth[t] > 0
+                maps[t][hit] = np.fmax(maps[t][hit], np.minimum(score[hit], cfg.missing_cap_mm))
+        return ViewScores(pixels=maps, info={"registration": reg.to_dict()}, depth=depth)
 
     def _distances(self, q: np.ndarray, nq: np.ndarray, edge: np.ndarray, fg: np.ndarray, ref: dict, view: View,
                    T_inv: np.ndarray) -> np.ndarray:
@@ -364,6 +389,48 @@ class DeviationMethod(Method):
         if not self.cfg.spike_clamp:
             return values
         return clamp_spikes(values)
+
+
+def missing_material(view: View, points: np.ndarray, normals: np.ndarray, margin: float, spacing: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``view`` sees through the reference surface: (H, W) gap in mm and (H, W) reference depth (0 elsewhere).
+
+    ``points``, ``normals``: (P, 3) the reference surface in the view's world frame, about ``spacing`` mm apart.
+    The points facing the camera are z-buffered on cells of k x k pixels (k: the smallest whose footprint covers
+    1.5 spacings, so the rendered surface has no gaps); a cell counts where the rendered surface covers it and its
+    8 neighbours (not on the reference's outline, where a registration a pixel off would mimic it), all its
+    pixels are measured and their nearest measured depth over 3 x 3 (:func:`free_space_depth`) lies more than
+    ``margin`` behind the reference. Counted cells are opened by 2 x 2 cells (a missing piece is a blob).
+    """
+    cam, H, W = view.camera, *view.depth.shape
+    gap, at = np.zeros((H, W), np.float32), np.zeros((H, W), np.float32)
+    measured = view.depth > 0
+    if not measured.any() or len(points) == 0:
+        return gap, at
+    k = max(1, int(np.ceil(1.5 * spacing * cam.K[0, 0] / float(np.median(view.depth[measured])))))
+    h, w = -(-H // k), -(-W // k)
+    facing = np.einsum("pc,pc->p", normals, cam.center - points) > 0
+    uv, z = project_points(points[facing], cam)
+    u, v = np.floor((uv[:, 0] + 0.5) / k).astype(np.int64), np.floor((uv[:, 1] + 0.5) / k).astype(np.int64)
+    ok = (z > 0) & (u >= 0) & (v >= 0) & (u < w) & (v < h)
+    u, v, z = u[ok], v[ok], z[ok]
+    order = np.argsort(-z)  # nearest written last: a z-buffer
+    zbuf = np.full((h, w), np.inf)
+    zbuf[v[order], u[order]] = z[order]
+    cover = ndimage.binary_erosion(np.isfinite(zbuf), np.ones((3, 3), bool))
+
+    def cells(x: np.ndarray, fill, reduce) -> np.ndarray:
+        pad = np.pad(x, ((0, h * k - H), (0, w * k - W)), constant_values=fill)
+        return reduce(pad.reshape(h, k, w, k), axis=(1, 3))
+
+    behind = free_space_depth(view.depth)
+    near = cells(np.where(behind > 0, behind, np.inf), np.inf, np.min)
+    full = cells(measured, False, np.all)
+    g = np.where(cover & full & np.isfinite(near), near - np.where(cover, zbuf, 0), 0)
+    hit = ndimage.binary_opening(g > margin, np.ones((2, 2), bool))
+    gap = np.repeat(np.repeat(np.where(hit, g, 0), k, 0), k, 1)[:H, :W].astype(np.float32)
+    at = np.repeat(np.repeat(np.where(hit, zbuf, 0), k, 0), k, 1)[:H, :W].astype(np.float32)
+    return gap, at
 
 
 def clamp_spikes(values: np.ndarray) -> np.ndarray:
