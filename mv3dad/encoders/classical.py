@@ -404,6 +404,13 @@ def token_orientation_histogram(gray: torch.Tensor, p: int, n_bins: int = _N_BIN
     return hist.to(gray.dtype).permute(0, 3, 1, 2) / (p * p)
 
 
+def _luminance(x: torch.Tensor) -> torch.Tensor:
+    """ImageNet-normalised RGB (B, 3, S, S) -> (B, 1, S, S) luminance of the un-normalised image in [0, 1] (one 1 x 1
+    convolution)."""
+    mean, std, lum = x.new_tensor(IMAGENET_MEAN), x.new_tensor(IMAGENET_STD), x.new_tensor(_LUMA)
+    return F.conv2d(x, (std * lum).view(1, 3, 1, 1), (mean * lum).sum().view(1)).clamp(0, 1)
+
+
 class TextureTokens(ClassicalTokens):
     """ImageNet-normalised RGB (B, 3, S, S) -> (B, 24, S/14, S/14) texture descriptors (module docstring)."""
 
@@ -414,11 +421,8 @@ class TextureTokens(ClassicalTokens):
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         p = PATCH
-        mean = x.new_tensor(IMAGENET_MEAN)
-        std = x.new_tensor(IMAGENET_STD)
-        lum = x.new_tensor(_LUMA)
-        # luminance of the un-normalised image in one 1 x 1 convolution
-        gray = F.conv2d(x, (std * lum).view(1, 3, 1, 1), (mean * lum).sum().view(1)).clamp(0, 1)
+        mean, std = x.new_tensor(IMAGENET_MEAN), x.new_tensor(IMAGENET_STD)
+        gray = _luminance(x)
         # scale 0: full-resolution gradients per token; scale 1: half resolution, 3 x 3 token neighbourhood
         h0 = token_orientation_histogram(gray, p)
         h1 = _box3_sum(token_orientation_histogram(F.avg_pool2d(gray, 2), p // 2))
@@ -451,11 +455,7 @@ class ShadingTokens(ClassicalTokens):
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         p = PATCH
-        mean = x.new_tensor(IMAGENET_MEAN)
-        std = x.new_tensor(IMAGENET_STD)
-        lum = x.new_tensor(_LUMA)
-        gray = F.conv2d(x, (std * lum).view(1, 3, 1, 1), (mean * lum).sum().view(1)).clamp(0, 1)
-        m0 = _token_sum(torch.log(gray + 0.02), p) / (p * p)
+        m0 = _token_sum(torch.log(_luminance(x) + 0.02), p) / (p * p)
         m1 = _box3_sum(m0) / _box3_sum(torch.ones_like(m0))
         return torch.cat([_SHADING_GAIN * (m0 + _SHADING_OFFSET), _SHADING_GAIN * (m1 + _SHADING_OFFSET)], 1)
 

@@ -93,6 +93,34 @@ def bench(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def cad_predictor(bench, tmp_path_factory):
+    """A deviation run on the stool's CAD model, loaded, with a nominal test part and a pixel deep inside the
+    part in its view 0."""
+    from scipy import ndimage
+
+    from mv3dad.data import open_dataset
+    from mv3dad.pipeline.fit import FitJob, run_fit
+    from mv3dad.pipeline.predict import PredictJob, Predictor
+    from mv3dad.scoring.background import foreground_mask
+    from mv3dad.scoring.methods.deviation import DeviationConfig
+
+    run = tmp_path_factory.mktemp("cad") / "run"
+    run_fit(FitJob(str(bench), ["stool"], str(run), method="deviation",
+                   deviation=DeviationConfig(reference_mesh=str(bench / "stool" / "train" / "000" / "mesh.ply"))),
+            progress=False)
+    pred = Predictor(run, PredictJob(str(run), str(bench), str(run.parent / "pred")))
+    nominal = next(s for s in open_dataset(bench)["stool"].test if s.label == "nominal")
+    fg = foreground_mask(nominal.views[0].depth, nominal.views[0].camera)
+    centre = np.unravel_index(np.argmax(ndimage.distance_transform_edt(fg)), fg.shape)
+    return pred, nominal, fg, centre
+
+
+def _disc(shape, centre, radius):
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius ** 2
+
+
 @pytest.mark.parametrize("cad", [False, True])
 def test_fit_and_predict_deviation(bench, tmp_path, cad):
     from typer.testing import CliRunner
@@ -195,21 +223,12 @@ def test_brightness_leaves_out_background_and_saturated_pixels():
         brightness(img, fg[:10], cam, depth, 10.0)
 
 
-def test_appearance_finds_a_stain_and_ignores_an_exposure_change(bench, tmp_path):
+def test_appearance_finds_a_stain_and_ignores_an_exposure_change(cad_predictor):
     import dataclasses
 
-    from mv3dad.data import open_dataset
     from mv3dad.data.scene import View
-    from mv3dad.pipeline.fit import FitJob, run_fit
-    from mv3dad.pipeline.predict import PredictJob, Predictor
-    from mv3dad.scoring.methods.deviation import DeviationConfig
 
-    run = tmp_path / "run"
-    run_fit(FitJob(str(bench), ["stool"], str(run), method="deviation",
-                   deviation=DeviationConfig(reference_mesh=str(bench / "stool" / "train" / "000" / "mesh.ply"))),
-            progress=False)
-    pred = Predictor(run, PredictJob(str(run), str(bench), str(tmp_path / "pred")))
-    nominal = next(s for s in open_dataset(bench)["stool"].test if s.label == "nominal")
+    pred, nominal, fg, centre = cad_predictor
 
     def with_images(fn):
         return dataclasses.replace(nominal, views=[View(fn(t, v), v.depth, v.camera) for t, v in enumerate(nominal.views)])
@@ -217,15 +236,7 @@ def test_appearance_finds_a_stain_and_ignores_an_exposure_change(bench, tmp_path
     base = pred.predict_sample(nominal)
     brighter = pred.predict_sample(with_images(lambda t, v: np.clip(v.image * 1.15, 0, 1)))
     assert brighter.score < base.score + 0.2  # mm: a global exposure change is not a defect
-    from scipy import ndimage
-
-    v0 = nominal.views[0]
-    from mv3dad.scoring.background import foreground_mask
-
-    fg = foreground_mask(v0.depth, v0.camera)
-    r, c = np.unravel_index(np.argmax(ndimage.distance_transform_edt(fg)), fg.shape)  # deep inside the part
-    yy, xx = np.mgrid[:v0.depth.shape[0], :v0.depth.shape[1]]
-    blob = (yy - r) ** 2 + (xx - c) ** 2 <= 8 ** 2
+    blob = _disc(fg.shape, centre, 8)
 
     def stain(t, v):
         if t != 0:
@@ -236,8 +247,12 @@ def test_appearance_finds_a_stain_and_ignores_an_exposure_change(bench, tmp_path
     assert stained.score > base.score + 1.0
     hit = np.nan_to_num(stained.maps[0].astype(np.float32)) > base.score + 1.0
     assert hit.any() and blob[hit].mean() > 0.9  # the score sits on the stain
-    pred.method.cfg.appearance = False  # shape only: the stain is invisible
-    assert pred.predict_sample(with_images(stain)).score < base.score + 0.2
+    cfg = pred.method.cfg
+    pred.method.cfg = dataclasses.replace(cfg, appearance=False)  # shape only: the stain is invisible
+    try:
+        assert pred.predict_sample(with_images(stain)).score < base.score + 0.2
+    finally:
+        pred.method.cfg = cfg
 
 
 def _plate_view(hole: bool):
@@ -277,30 +292,17 @@ def test_missing_material_is_where_the_view_sees_through_the_reference():
     assert not (at > 0).any()
 
 
-def test_a_view_seeing_through_the_part_scores_on_the_reference_surface(bench, tmp_path):
+def test_a_view_seeing_through_the_part_scores_on_the_reference_surface(cad_predictor):
     import dataclasses
 
     from scipy import ndimage
 
-    from mv3dad.data import open_dataset
     from mv3dad.data.scene import View
-    from mv3dad.pipeline.fit import FitJob, run_fit
-    from mv3dad.pipeline.predict import PredictJob, Predictor
-    from mv3dad.scoring.background import foreground_mask
     from mv3dad.scoring.methods import ScoreOptions
-    from mv3dad.scoring.methods.deviation import DeviationConfig
 
-    run = tmp_path / "run"
-    run_fit(FitJob(str(bench), ["stool"], str(run), method="deviation",
-                   deviation=DeviationConfig(reference_mesh=str(bench / "stool" / "train" / "000" / "mesh.ply"))),
-            progress=False)
-    pred = Predictor(run, PredictJob(str(run), str(bench), str(tmp_path / "pred")))
-    nominal = next(s for s in open_dataset(bench)["stool"].test if s.label == "nominal")
+    pred, nominal, fg, centre = cad_predictor
     v0 = nominal.views[0]
-    fg = foreground_mask(v0.depth, v0.camera)
-    r, c = np.unravel_index(np.argmax(ndimage.distance_transform_edt(fg)), fg.shape)
-    yy, xx = np.mgrid[:fg.shape[0], :fg.shape[1]]
-    hole = ((yy - r) ** 2 + (xx - c) ** 2 <= 6 ** 2) & fg
+    hole = _disc(fg.shape, centre, 6) & fg
     seen_through = np.where(hole, v0.depth + 80.0, v0.depth).astype(np.float32)  # a surface 80 mm behind
     holed = dataclasses.replace(nominal, views=[View(v0.image, seen_through, v0.camera)] + nominal.views[1:])
     cap = pred.method.cfg.missing_cap_mm
