@@ -63,7 +63,8 @@ def fit_job(method: str, root: Path, run: Path, cat: str, a):
 
     if method.startswith("deviation"):
         mesh = str(root / cat / "train" / "000" / "mesh.ply") if method == "deviation_cad" else None
-        return FitJob(str(root), [cat], str(run), method="deviation", deviation=DeviationConfig(reference_mesh=mesh))
+        return FitJob(str(root), [cat], str(run), method="deviation", setup=a.setup,
+                      deviation=DeviationConfig(reference_mesh=mesh))
     if method == "modmap_vit":
         enc = EncoderConfig(image_encoder="dinov2_vitb14_reg", random_init=True, image_size=a.image_size)
         base = "modmap"
@@ -74,7 +75,7 @@ def fit_job(method: str, root: Path, run: Path, cat: str, a):
         enc = EncoderConfig(image_encoder="texture", depth_encoder="geometric", image_size=a.image_size)
         base = method
     epochs = a.epochs if base == "modmap" else a.diag_epochs
-    return FitJob(str(root), [cat], str(run), method=base, encoders=enc,
+    return FitJob(str(root), [cat], str(run), method=base, setup=a.setup, encoders=enc,
                   fit=FitConfig(epochs=epochs, lr=a.lr, device="cpu", seed=a.seed))
 
 

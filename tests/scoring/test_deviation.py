@@ -231,7 +231,8 @@ def test_appearance_finds_a_stain_and_ignores_an_exposure_change(cad_predictor):
     pred, nominal, fg, centre = cad_predictor
 
     def with_images(fn):
-        return dataclasses.replace(nominal, views=[View(fn(t, v), v.depth, v.camera) for t, v in enumerate(nominal.views)])
+        views = [View(fn(t, v), v.depth, v.camera) for t, v in enumerate(nominal.views)]
+        return dataclasses.replace(nominal, views=views)
 
     base = pred.predict_sample(nominal)
     brighter = pred.predict_sample(with_images(lambda t, v: np.clip(v.image * 1.15, 0, 1)))

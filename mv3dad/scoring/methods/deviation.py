@@ -1,4 +1,5 @@
-"""``deviation``: comparison with the nominal shape, the way parts are inspected against CAD.
+"""``deviation``: comparison with the nominal part (shape, appearance, missing material), the way parts are inspected
+against CAD.
 
 Fit: the reference is the part's CAD mesh (``reference_mesh``; any pose and units close to mm: it is registered to
 the training scan, globally if needed, then by similarity ICP) or, without one, the training instance's views
@@ -25,6 +26,13 @@ scores its point's distance to the reference surface in mm:
   material: a dent, a chunk), except next to a depth discontinuity of its view, where an occlusion boundary one
   pixel off mimics it: there, and for points with no facing reference point within ``lateral_gate_mm``, it
   counts only if the test view saw through the reference surface.
+
+Two more tests share the registration, and each pixel keeps the largest of the three scores:
+
+- appearance (``appearance``): the pixel's local brightness against the nominal's at the same surface point, in
+  the training view of the same rig camera (:func:`brightness`, ``_appearance``), for appearance-only defects;
+- missing material (``missing``): the reference surface rendered into the test view where the view sees through
+  it (:func:`missing_material`); that score is placed on the reference surface (``ViewScores.depth``).
 
 The volume is then cleaned of single-voxel spikes (each voxel clamped to the largest of its 26 neighbours), which
 keeps defects two voxels wide. Registration scale, fitness and RMSE go to ``scores.json``; a sample whose
@@ -464,9 +472,9 @@ def gray(image: np.ndarray) -> np.ndarray:
 
 def brightness(image: np.ndarray, fg: np.ndarray, camera: Camera, depth: np.ndarray, sigma_mm: float
                ) -> np.ndarray:
-    """(H, W) float32 local brightness: the log-intensity (of intensity + 0.02, against dark-pixel noise) of the ``fg`` pixels, unsaturated ones only, averaged by a
-    Gaussian of ``sigma_mm`` on the part (converted to pixels at the view's median foreground depth); NaN where
-    the Gaussian holds less than a quarter of its weight in such pixels.
+    """(H, W) float32 local brightness: ``log(intensity + 0.02)`` (the offset damps dark-pixel noise) of the ``fg``
+    pixels, unsaturated ones only, averaged by a Gaussian of ``sigma_mm`` on the part (converted to pixels at the
+    view's median foreground depth); NaN where the Gaussian holds less than a quarter of its weight in such pixels.
 
     ``image``: (H, W) or (H, W, 3) in [0, 1]; ``fg``: (H, W) bool; ``depth``: (H, W) mm.
     """
