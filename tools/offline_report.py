@@ -46,6 +46,9 @@ NAMES = {"deviation_cad": "deviation, CAD reference", "deviation_scan": "deviati
          "modmap_shading": "ModMap, geometric -> shading (geometry predicts the low-frequency brightness)"}
 
 
+BEFORE_AFTER = "knn,modmap"  # methods also predicted with token_maps "all" and "valid" (before/after)
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -179,7 +182,8 @@ def section(all_results: dict, a, commit: str) -> str:
              else "5 procedural categories")
     cmd = (f"python tools/offline_report.py --work WORK --seed {a.seed} --image-size {a.image_size} "
            f"--test-instances {a.test_instances} --setup {a.setup} --epochs {a.epochs} --diag-epochs {a.diag_epochs} "
-           f"--methods {a.methods} --section {a.section}" + (f" --meshes {a.meshes}" if a.meshes else ""))
+           f"--methods {a.methods} --section {a.section}" + (f" --meshes {a.meshes}" if a.meshes else "")
+           + (f" --before-after {a.before_after}" if a.before_after != BEFORE_AFTER else ""))
     mesh_args = "".join(f" --mesh {Path(m).name}" for m in a.meshes.split(",")) if a.meshes else ""
     title = f"on {parts}" if a.meshes else f"at {a.image_size} px ({a.setup})"
     lines = [BEGIN, f"## What works offline: weight-free methods {title}", "",
@@ -239,7 +243,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20, help="ModMap (all N x N pairs) epochs")
     ap.add_argument("--diag-epochs", type=int, default=60, help="CFM / CFM + view cond. (diagonal pairs) epochs")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--before-after", default="knn,modmap",
+    ap.add_argument("--before-after", default=BEFORE_AFTER,
                     help="feature methods also predicted with token maps 'all' and 'valid' (before/after)")
     ap.add_argument("--meshes", default="", help="comma-separated CAD mesh files: the benchmark is built from them "
                     "(synth --mesh) instead of the procedural categories")

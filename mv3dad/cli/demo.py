@@ -40,9 +40,9 @@ def demo(
     echo(f"\nResults ({res.seconds:.0f} s" + (f"; {len(res.skipped)} of the stages reused from an earlier run"
                                              if res.skipped else "") + f"; also in {out / 'results.md'})\n")
     echo(res.table)
-    echo("\ndeviation compares each part with the nominal shape (CAD mesh, or the measured training scan); ModMap "
-         "here runs a few\nepochs on weight-free and briefly pretrained encoders: it shows every stage of the "
-         "method, not its quality.\n\nOutputs")
+    echo("\ndeviation compares each part with the nominal one (CAD mesh, or the measured training scan): shape, "
+         "appearance,\nmissing material. ModMap here runs a few epochs on weight-free and briefly pretrained "
+         "encoders: it shows\nevery stage of the method, not its quality.\n\nOutputs")
     width = max(len(k) for k in res.outputs)
     for k, v in res.outputs.items():
         echo(f"  {k:<{width}}  {v}")
