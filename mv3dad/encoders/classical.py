@@ -89,7 +89,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mv3dad.encoders.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from mv3dad.encoders.preprocess import GRAY_WEIGHTS, IMAGENET_MEAN, IMAGENET_STD
 
 GEOMETRIC_ARCH = "geometric"
 TEXTURE_ARCH = "texture"
@@ -102,7 +102,6 @@ _SPREAD_GAIN, _CURV_GAIN, _HSIGN_GAIN, _RESIDUAL_GAIN = 10.0, 1.0, 3.0, 20.0
 _HIST_GAIN, _MEAN_GAIN, _CONTRAST_GAIN = 50.0, 2.0, 8.0
 _SHADING_GAIN, _SHADING_OFFSET = 0.5, 1.5
 _N_BINS = 8
-_LUMA = (0.299, 0.587, 0.114)
 _EPS = 1e-12
 
 
@@ -407,7 +406,7 @@ def token_orientation_histogram(gray: torch.Tensor, p: int, n_bins: int = _N_BIN
 def _luminance(x: torch.Tensor) -> torch.Tensor:
     """ImageNet-normalised RGB (B, 3, S, S) -> (B, 1, S, S) luminance of the un-normalised image in [0, 1] (one 1 x 1
     convolution)."""
-    mean, std, lum = x.new_tensor(IMAGENET_MEAN), x.new_tensor(IMAGENET_STD), x.new_tensor(_LUMA)
+    mean, std, lum = x.new_tensor(IMAGENET_MEAN), x.new_tensor(IMAGENET_STD), x.new_tensor(GRAY_WEIGHTS)
     return F.conv2d(x, (std * lum).view(1, 3, 1, 1), (mean * lum).sum().view(1)).clamp(0, 1)
 
 

@@ -50,6 +50,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from mv3dad.data.scene import DataError, Sample, View
+from mv3dad.encoders.preprocess import image_to_gray
 from mv3dad.geometry.camera import Camera
 from mv3dad.geometry.projection import depth_to_point_image, point_image_normals, project_points
 from mv3dad.geometry.registration import apply, global_align, invert, register, voxel_index, voxel_mean
@@ -234,7 +235,7 @@ class DeviationMethod(Method):
             views = samples[0].views
             scan = fuse_scan(views, cfg.reference_voxel)
             arrays = {**scan, "depth": np.stack([v.depth for v in views]).astype(np.float32),
-                      "image": np.stack([gray(v.image) for v in views]).astype(np.float16)}
+                      "image": np.stack([image_to_gray(v.image) for v in views]).astype(np.float16)}
             if cfg.reference_mesh:
                 mesh = _load_mesh(cfg.reference_mesh)
                 T, rep = register_mesh(mesh, scan, cfg)
@@ -282,9 +283,10 @@ class DeviationMethod(Method):
                 inv, _ = voxel_index(pts, MISSING_SPACING)
                 first = np.unique(inv, return_index=True)[1]
                 ref["sparse_points"], ref["sparse_normals"] = pts[first].astype(np.float64), nrm[first]
-            if cfg.appearance and "image" in ref:
+            images = ref.pop("image", None)  # only the brightness ranges derived from them are kept
+            if cfg.appearance and images is not None:
                 b = [brightness(img, foreground_mask(d, cam), cam, d, cfg.appearance_sigma_mm)
-                     for img, d, cam in zip(ref["image"], ref["depth"], ref["cameras"])]
+                     for img, d, cam in zip(images, ref["depth"], ref["cameras"])]
                 ref["bright_lo"], ref["bright_hi"] = map(np.stack, zip(*(window_range(x, cfg.appearance_window)
                                                                           for x in b)))
             refs[cat] = ref
@@ -307,34 +309,34 @@ class DeviationMethod(Method):
         T_inv = invert(reg.transform)
         rot = reg.transform[:3, :3] / reg.scale
         maps = np.full((len(sample.views), *fg[0].shape), np.nan, np.float32)
-        for t, (view, p, f) in enumerate(zip(sample.views, P, fg)):
-            if not f.any():
-                continue
-            box = _bounding_box(f, pad=3)  # per-view work on the part's bounding box only (same result)
-            p, f = p[box], f[box]
-            q = apply(reg.transform, p[f])
-            normals = point_image_normals(p, view.camera.center)
-            edge = ndimage.binary_dilation(~np.isfinite(normals).all(axis=2), np.ones((3, 3), bool))
-            m = np.full(f.shape, np.nan, np.float32)
-            m[f] = self._distances(q, normals[f] @ rot.T, edge[f], f, ref, view, T_inv)
-            if cfg.appearance and "bright_lo" in ref:
-                m[f] = np.maximum(m[f], self._appearance(view, box, f, q, ref, opts.view_ids[t]))
-            maps[t][box] = clamp_spikes(m) if cfg.spike_clamp else m
         depth = None
         if cfg.missing and "sparse_points" in ref:
             X, N = apply(T_inv, ref["sparse_points"]), ref["sparse_normals"] @ rot  # into the test scan's frame
             depth = np.zeros(maps.shape, np.float32)
-            for t, view in enumerate(sample.views):
-                score, depth[t] = missing_material(view, X, N, cfg.missing_margin_mm, MISSING_SPACING)
+        for t, (view, p, f) in enumerate(zip(sample.views, P, fg)):
+            near = free_space_depth(view.depth)
+            if f.any():
+                box = _bounding_box(f, pad=3)  # per-view work on the part's bounding box only (same result)
+                p, f = p[box], f[box]
+                q = apply(reg.transform, p[f])
+                normals = point_image_normals(p, view.camera.center)
+                edge = ndimage.binary_dilation(~np.isfinite(normals).all(axis=2), np.ones((3, 3), bool))
+                m = np.full(f.shape, np.nan, np.float32)
+                m[f] = self._distances(q, normals[f] @ rot.T, edge[f], f, ref, view, near, T_inv)
+                if cfg.appearance and "bright_lo" in ref:
+                    m[f] = np.maximum(m[f], self._appearance(view, box, f, q, ref, opts.view_ids[t]))
+                maps[t][box] = clamp_spikes(m) if cfg.spike_clamp else m
+            if depth is not None:
+                score, depth[t] = missing_material(view, X, N, cfg.missing_margin_mm, MISSING_SPACING, near)
                 hit = depth[t] > 0
                 maps[t][hit] = np.fmax(maps[t][hit], np.minimum(score[hit], cfg.missing_cap_mm))
         return ViewScores(pixels=maps, info={"registration": reg.to_dict()}, depth=depth)
 
     def _distances(self, q: np.ndarray, nq: np.ndarray, edge: np.ndarray, fg: np.ndarray, ref: dict, view: View,
-                   T_inv: np.ndarray) -> np.ndarray:
+                   near: np.ndarray, T_inv: np.ndarray) -> np.ndarray:
         """(P,) mm distance to the reference of the points ``q`` (reference frame, unit normals ``nq``, NaN where
         unknown) of the ``fg`` (H, W) pixels of ``view``; ``edge`` (P,) marks points next to a depth discontinuity
-        or a hole."""
+        or a hole; ``near``: the view's :func:`free_space_depth`."""
         cfg = self.cfg
         if "cad_tree" in ref:  # the CAD surface is complete: its distance is the score
             idx, dist, _ = _nearest_facing(ref["cad_tree"], ref["cad_normals"], q, nq)
@@ -357,7 +359,7 @@ class DeviationMethod(Method):
         if front.any():  # extra material: the training views must have seen through the point
             ok[front] = _seen_through(q[front], ref["near"], ref["cameras"], margin[front]) >= cfg.free_space_views
         if behind.any():  # missing material: the test view must have seen through the reference surface
-            ok[behind] = _seen_through(apply(T_inv, r[behind]), free_space_depth(view.depth)[None], [view.camera],
+            ok[behind] = _seen_through(apply(T_inv, r[behind]), near[None], [view.camera],
                                        margin[behind]) >= 1
         score[doubt & ~ok] = 0.0
         lone = doubt & ok & (lateral > cfg.lateral_gate_mm)
@@ -399,8 +401,8 @@ class DeviationMethod(Method):
         return clamp_spikes(values)
 
 
-def missing_material(view: View, points: np.ndarray, normals: np.ndarray, margin: float, spacing: float
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def missing_material(view: View, points: np.ndarray, normals: np.ndarray, margin: float, spacing: float,
+                     near: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Where ``view`` sees through the reference surface: (H, W) gap in mm and (H, W) reference depth (0 elsewhere).
 
     ``points``, ``normals``: (P, 3) the reference surface in the view's world frame, about ``spacing`` mm apart.
@@ -409,6 +411,7 @@ def missing_material(view: View, points: np.ndarray, normals: np.ndarray, margin
     8 neighbours (not on the reference's outline, where a registration a pixel off would mimic it), all its
     pixels are measured and their nearest measured depth over 3 x 3 (:func:`free_space_depth`) lies more than
     ``margin`` behind the reference. Counted cells are opened by 2 x 2 cells (a missing piece is a blob).
+    ``near``: the view's :func:`free_space_depth` when already computed.
     """
     cam, H, W = view.camera, *view.depth.shape
     gap, at = np.zeros((H, W), np.float32), np.zeros((H, W), np.float32)
@@ -431,10 +434,10 @@ def missing_material(view: View, points: np.ndarray, normals: np.ndarray, margin
         pad = np.pad(x, ((0, h * k - H), (0, w * k - W)), constant_values=fill)
         return reduce(pad.reshape(h, k, w, k), axis=(1, 3))
 
-    behind = free_space_depth(view.depth)
-    near = cells(np.where(behind > 0, behind, np.inf), np.inf, np.min)
+    behind = free_space_depth(view.depth) if near is None else near
+    nearest = cells(np.where(behind > 0, behind, np.inf), np.inf, np.min)
     full = cells(measured, False, np.all)
-    g = np.where(cover & full & np.isfinite(near), near - np.where(cover, zbuf, 0), 0)
+    g = np.where(cover & full & np.isfinite(nearest), nearest - np.where(cover, zbuf, 0), 0)
     hit = ndimage.binary_opening(g > margin, np.ones((2, 2), bool))
     gap = np.repeat(np.repeat(np.where(hit, g, 0), k, 0), k, 1)[:H, :W].astype(np.float32)
     at = np.repeat(np.repeat(np.where(hit, zbuf, 0), k, 0), k, 1)[:H, :W].astype(np.float32)
@@ -463,13 +466,6 @@ def _bounding_box(mask: np.ndarray, pad: int) -> tuple[slice, slice]:
     return (slice(max(rows[0] - pad, 0), rows[-1] + pad + 1), slice(max(cols[0] - pad, 0), cols[-1] + pad + 1))
 
 
-def gray(image: np.ndarray) -> np.ndarray:
-    """(H, W) or (H, W, 3) image -> (H, W) float32 luminance (Rec. 601)."""
-    if image.ndim == 2:
-        return image.astype(np.float32, copy=False)
-    return (image[..., 0] * 0.299 + image[..., 1] * 0.587 + image[..., 2] * 0.114).astype(np.float32)
-
-
 def brightness(image: np.ndarray, fg: np.ndarray, camera: Camera, depth: np.ndarray, sigma_mm: float
                ) -> np.ndarray:
     """(H, W) float32 local brightness: ``log(intensity + 0.02)`` (the offset damps dark-pixel noise) of the ``fg``
@@ -478,7 +474,7 @@ def brightness(image: np.ndarray, fg: np.ndarray, camera: Camera, depth: np.ndar
 
     ``image``: (H, W) or (H, W, 3) in [0, 1]; ``fg``: (H, W) bool; ``depth``: (H, W) mm.
     """
-    g = gray(image)
+    g = image_to_gray(image)
     if fg.shape != g.shape or depth.shape != g.shape:
         raise ValueError(f"image {g.shape}, mask {fg.shape} and depth {depth.shape} differ in shape")
     ok = fg & (g < 0.98)
