@@ -28,7 +28,7 @@ from mv3dad.geometry.grid import VoxelGrid
 from mv3dad.geometry.projection import depth_to_points
 from mv3dad.io.atomic import atomic_write
 from mv3dad.io.read import read_json
-from mv3dad.metrics import MetricsConfig, evaluate as metrics_evaluate
+from mv3dad.metrics import MetricsConfig, evaluate as metrics_evaluate, oracle_ceiling
 from mv3dad.metrics.evaluate import EVALUATE_LIMITS
 from mv3dad.pipeline.predict import SCORES_FILE
 
@@ -102,14 +102,15 @@ def check_dataset_identity(pred: Path, record: dict, data: str | Path, cat: str,
 
 
 def run_evaluate(pred: str | Path, data: str | Path, json_out: str | Path | None = None, evaluate: str = "observed",
-                 mode: str = "exact", allow_incomplete: bool = False) -> tuple[dict, str]:
+                 mode: str = "exact", allow_incomplete: bool = False, ceiling: bool = False) -> tuple[dict, str]:
     """Compute the metrics of a prediction directory; returns ``(results, markdown table)``.
 
     Reads the predictions (``scores.json``, the volumes or, single-view, the maps) and the test set's ground
     truth, and computes each category's figures with :func:`mv3dad.metrics.evaluate` (I-AUROC on the instance
     scores the prediction reported); ``results`` maps each category and ``"mean"`` to them. ``evaluate`` (which
     elements count) and ``mode`` (exact or MVTec-compatible AUPRO) are :class:`~mv3dad.metrics.MetricsConfig`
-    fields; see docs/metrics.md.
+    fields; see docs/metrics.md. ``ceiling`` adds each category's ``"ceiling"``: the figures of an oracle on the
+    same observed elements (:func:`mv3dad.metrics.oracle_ceiling`), what the predictions could reach at best.
     """
     from mv3dad.export import load_volume
 
@@ -146,6 +147,8 @@ def run_evaluate(pred: str | Path, data: str | Path, json_out: str | Path | None
                 gts.append(gt_on_grid(s.gt, VoxelGrid.from_dataarray(vol)))
         labels = [int(s.label == "anomalous") for s in tests.values()]
         results[cat] = metrics_evaluate(scores, gts, labels, [inst[iid]["score"] for iid in tests], config)
+        if ceiling:
+            results[cat]["ceiling"] = oracle_ceiling(scores, gts, LIMITS, evaluate)
     if single_view:
         keys, head = ("i_auroc", "p_auroc", "aupro_30", "aupro_1"), ("I-AUROC", "P-AUROC", "AUPRO@30%", "AUPRO@1%")
     else:

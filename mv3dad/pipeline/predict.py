@@ -246,11 +246,9 @@ class Predictor:
         for t, view in enumerate(sample.views):
             m = self._pixel_map(scores, t, view, feats)
             fg = foreground_mask(view.depth, view.camera, remove_plane=job.remove_plane)
-            at = np.where(fg, view.depth, 0)
-            if scores.depth is not None:  # scores placed off the measured surface (e.g. missing material)
-                off = scores.depth[t] > 0
-                at, fg = np.where(off, scores.depth[t], at), fg | off
-            masked = View(view.image, at.astype(np.float32), view.camera)
+            if scores.pixels is not None:  # a pixel-map method also says which pixels are the part (NaN: not)
+                fg |= np.isfinite(m) & (view.depth > 0)
+            masked = View(view.image, np.where(fg, view.depth, 0).astype(np.float32), view.camera)
             m = np.where(fg & np.isfinite(m), m, 0.0).astype(np.float32)
             factor = job.supersample or supersample_factor(masked, grid.voxel_size)
             acc.add(m, supersample_view(masked, factor), where=f"{sample.instance_id} view {t}")

@@ -15,7 +15,7 @@ from mv3dad.geometry.projection import depth_to_points
 
 def foreground_mask(depth: np.ndarray, camera: Camera | None = None, remove_plane: bool = False,
                     plane_distance_mm: float = 1.0, opening: int = 3, largest: bool = True,
-                    seed: int = 0) -> np.ndarray:
+                    seed: int = 0, min_share: float = 1.0) -> np.ndarray:
     """(H, W) bool mask of the object's pixels.
 
     Args:
@@ -24,8 +24,10 @@ def foreground_mask(depth: np.ndarray, camera: Camera | None = None, remove_plan
         remove_plane: drop the dominant plane (the table) found by RANSAC among the measured points.
         plane_distance_mm: RANSAC inlier distance of the support plane.
         opening: side of the square structuring element of the binary opening (0 or 1 = none).
-        largest: keep only the largest 8-connected component.
+        largest: keep only the 8-connected components of at least ``min_share`` times the largest's size.
         seed: seed of the RANSAC sampling.
+        min_share: with ``largest``: 1 keeps the largest component only; less also keeps the pieces a view sees
+            of the part apart from its main body (legs, a tail beyond a missing chunk).
     """
     depth = np.asarray(depth)
     if depth.ndim != 2:
@@ -42,7 +44,7 @@ def foreground_mask(depth: np.ndarray, camera: Camera | None = None, remove_plan
         if n > 1:
             sizes = np.bincount(labels.ravel())
             sizes[0] = 0
-            mask = labels == np.argmax(sizes)
+            mask = (sizes >= min_share * sizes.max())[labels] & (labels > 0)
     return mask
 
 

@@ -71,6 +71,15 @@ def test_evaluate_scores_an_oracle_prediction_perfectly(bench, tmp_path):
     assert res["container"]["v_aupro_1"] == pytest.approx(1.0)
     assert res["container"]["v_auroc"] == 1.0
     assert "| container |" in table and "V-AUROC" in table
+    res, _ = run_evaluate(pred, bench, ceiling=True)
+    assert res["container"]["ceiling"]["v_aupro_1"] == pytest.approx(1.0)  # the oracle observes all of the GT
+    for s in ds["container"].test:  # a prediction that observes nothing of the defects: the ceiling is 0
+        if s.gt is not None:
+            vol = s.gt.astype(np.float32).where(s.gt == 0)
+            save_volume(vol, pred / "container" / f"{s.instance_id}.npz")
+    res, _ = run_evaluate(pred, bench, ceiling=True)
+    assert res["container"]["ceiling"]["v_aupro_1"] == pytest.approx(0.0)
+    assert res["container"]["ceiling"]["v_auroc"] <= 0.5
 
 
 def test_random_encoders_are_the_same_in_every_build():

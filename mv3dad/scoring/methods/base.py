@@ -28,15 +28,11 @@ class ViewScores:
             them to the pixels (validity-aware) and fuses the modalities.
         pixels: (N, H, W) float32 maps at the depth resolution (NaN = not scored), or None.
         info: per-sample facts for ``scores.json`` (e.g. the registration's scale and fitness).
-        depth: (N, H, W) float32 mm, or None: where a pixel's score lies along its ray when that is not the
-            measured surface (> 0; e.g. a reference surface the view sees through); such pixels are scored even
-            off the foreground.
     """
 
     tokens: tuple[torch.Tensor, torch.Tensor] | None = None
     pixels: np.ndarray | None = None
     info: dict = field(default_factory=dict)
-    depth: np.ndarray | None = None
 
 
 @dataclass

@@ -32,7 +32,8 @@ Two more tests share the registration, and each pixel keeps the largest of the t
 - appearance (``appearance``): the pixel's local brightness against the nominal's at the same surface point, in
   the training view of the same rig camera (:func:`brightness`, ``_appearance``), for appearance-only defects;
 - missing material (``missing``): the reference surface rendered into the test view where the view sees through
-  it (:func:`missing_material`); that score is placed on the reference surface (``ViewScores.depth``).
+  it (:func:`missing_material`); the removed material is not there to measure, so the score goes to the measured
+  rim around it, the broken edge or the hole's border (:func:`on_rim`).
 
 The volume is then cleaned of single-voxel spikes (each voxel clamped to the largest of its 26 neighbours), which
 keeps defects two voxels wide. Registration scale, fitness and RMSE go to ``scores.json``; a sample whose
@@ -62,6 +63,7 @@ REFERENCE_FILE = "reference.npz"
 MESH_FILE = "reference_mesh.ply"
 CONFIG_FILE = "deviation.json"
 MISSING_SPACING = 2.0  # mm between the reference points rendered for the missing-material test
+PIECE_SHARE = 0.01  # a piece of a view's foreground counts as the part from this share of the largest piece
 
 
 @dataclass
@@ -100,15 +102,16 @@ class DeviationConfig:
         appearance_gain_mm: mm of score per unit of log-intensity difference beyond ``appearance_tol``.
         appearance_window: pixels square: the test brightness is compared with the range of the nominal's over
             this window around the matching point (a brightness edge a pixel or two off is not a difference).
-        appearance_erode: pixels square: the appearance score is eroded by this window (a stain is a blob;
-            specks and thin lines along edges are not kept).
+        appearance_open: pixels square: the appearance score is opened (eroded, then dilated back) by this
+            window: a stain is a blob and keeps its extent; specks and thin lines along edges go.
         missing: also score missing material where no surface is left to measure (a chunk off an edge, a hole
             through a thin wall): the reference surface, placed in the test scan by the registration, is rendered
             into each test view, and where the view measured a surface well behind it (it sees through), the
-            score sits on the reference surface.
+            score goes to the measured rim around that region (the broken edge, the hole's border).
         missing_margin_mm: how far behind the reference surface a view's measurement must be to count as seeing
             through it.
         missing_cap_mm: score of a pixel seeing through the reference: the gap in mm, at most this.
+        missing_rim_mm: width in mm of the measured rim around a see-through region that takes its score.
     """
 
     reference_mesh: str | None = None
@@ -131,10 +134,11 @@ class DeviationConfig:
     appearance_tol: float = 0.15
     appearance_gain_mm: float = 8.0
     appearance_window: int = 5
-    appearance_erode: int = 5
+    appearance_open: int = 5
     missing: bool = True
     missing_margin_mm: float = 3.0
     missing_cap_mm: float = 5.0
+    missing_rim_mm: float = 2.0
 
     def __post_init__(self) -> None:
         self.levels = tuple(float(x) for x in self.levels)
@@ -142,9 +146,15 @@ class DeviationConfig:
             raise ValueError(f"registration must be 'similarity' or 'rigid', got {self.registration!r}")
 
 
+def part_mask(depth: np.ndarray, camera: Camera) -> np.ndarray:
+    """(H, W) the pixels of the part in a view: every measured piece of at least 1 % of the largest's size (a leg,
+    or a tail beyond a missing chunk, can be apart from the main body in the image)."""
+    return foreground_mask(depth, camera, min_share=PIECE_SHARE)
+
+
 def view_points(view: View) -> tuple[np.ndarray, np.ndarray]:
     """(H, W, 3) world points of a view's foreground pixels (NaN elsewhere) and the (H, W) foreground mask."""
-    fg = foreground_mask(view.depth, view.camera)
+    fg = part_mask(view.depth, view.camera)
     P = depth_to_point_image(np.where(fg, view.depth, 0), view.camera)
     return P, fg
 
@@ -285,7 +295,7 @@ class DeviationMethod(Method):
                 ref["sparse_points"], ref["sparse_normals"] = pts[first].astype(np.float64), nrm[first]
             images = ref.pop("image", None)  # only the brightness ranges derived from them are kept
             if cfg.appearance and images is not None:
-                b = [brightness(img, foreground_mask(d, cam), cam, d, cfg.appearance_sigma_mm)
+                b = [brightness(img, part_mask(d, cam), cam, d, cfg.appearance_sigma_mm)
                      for img, d, cam in zip(images, ref["depth"], ref["cameras"])]
                 ref["bright_lo"], ref["bright_hi"] = map(np.stack, zip(*(window_range(x, cfg.appearance_window)
                                                                           for x in b)))
@@ -309,10 +319,9 @@ class DeviationMethod(Method):
         T_inv = invert(reg.transform)
         rot = reg.transform[:3, :3] / reg.scale
         maps = np.full((len(sample.views), *fg[0].shape), np.nan, np.float32)
-        depth = None
-        if cfg.missing and "sparse_points" in ref:
+        missing = cfg.missing and "sparse_points" in ref
+        if missing:
             X, N = apply(T_inv, ref["sparse_points"]), ref["sparse_normals"] @ rot  # into the test scan's frame
-            depth = np.zeros(maps.shape, np.float32)
         for t, (view, p, f) in enumerate(zip(sample.views, P, fg)):
             near = free_space_depth(view.depth)
             if f.any():
@@ -326,11 +335,12 @@ class DeviationMethod(Method):
                 if cfg.appearance and "bright_lo" in ref:
                     m[f] = np.maximum(m[f], self._appearance(view, box, f, q, ref, opts.view_ids[t]))
                 maps[t][box] = clamp_spikes(m) if cfg.spike_clamp else m
-            if depth is not None:
-                score, depth[t] = missing_material(view, X, N, cfg.missing_margin_mm, MISSING_SPACING, near)
-                hit = depth[t] > 0
-                maps[t][hit] = np.fmax(maps[t][hit], np.minimum(score[hit], cfg.missing_cap_mm))
-        return ViewScores(pixels=maps, info={"registration": reg.to_dict()}, depth=depth)
+            if missing:
+                gap, at = missing_material(view, X, N, cfg.missing_margin_mm, MISSING_SPACING, near)
+                rim = on_rim(np.minimum(gap, cfg.missing_cap_mm), at, view, cfg.missing_margin_mm,
+                             cfg.missing_rim_mm, MISSING_SPACING)
+                maps[t] = np.where(rim > 0, np.fmax(maps[t], rim), maps[t])
+        return ViewScores(pixels=maps, info={"registration": reg.to_dict()})
 
     def _distances(self, q: np.ndarray, nq: np.ndarray, edge: np.ndarray, fg: np.ndarray, ref: dict, view: View,
                    near: np.ndarray, T_inv: np.ndarray) -> np.ndarray:
@@ -391,8 +401,8 @@ class DeviationMethod(Method):
         diff -= np.median(diff[ok])  # an exposure change between the scans is not a defect
         score = np.zeros(fg.shape, np.float32)
         score[fg] = np.where(ok, cfg.appearance_gain_mm * np.maximum(np.abs(diff) - cfg.appearance_tol, 0), 0)
-        if cfg.appearance_erode > 1:  # a stain is a blob; thin lines and specks are edges shifted by the pose
-            score = ndimage.grey_erosion(score, size=cfg.appearance_erode, mode="constant", cval=0.0)
+        if cfg.appearance_open > 1:  # a stain is a blob; thin lines and specks are edges shifted by the pose
+            score = ndimage.grey_opening(score, size=cfg.appearance_open, mode="constant", cval=0.0)
         return score[fg]
 
     def finish_volume(self, values: np.ndarray) -> np.ndarray:
@@ -418,7 +428,7 @@ def missing_material(view: View, points: np.ndarray, normals: np.ndarray, margin
     measured = view.depth > 0
     if not measured.any() or len(points) == 0:
         return gap, at
-    k = max(1, int(np.ceil(1.5 * spacing * cam.K[0, 0] / float(np.median(view.depth[measured])))))
+    k = _cell_px(view, spacing)
     h, w = -(-H // k), -(-W // k)
     facing = np.einsum("pc,pc->p", normals, cam.center - points) > 0
     uv, z = project_points(points[facing], cam)
@@ -442,6 +452,39 @@ def missing_material(view: View, points: np.ndarray, normals: np.ndarray, margin
     gap = np.repeat(np.repeat(np.where(hit, g, 0), k, 0), k, 1)[:H, :W].astype(np.float32)
     at = np.repeat(np.repeat(np.where(hit, zbuf, 0), k, 0), k, 1)[:H, :W].astype(np.float32)
     return gap, at
+
+
+def on_rim(gap: np.ndarray, at: np.ndarray, view: View, tol: float, radius_mm: float, spacing: float
+           ) -> np.ndarray:
+    """(H, W) missing-material score moved onto the measured rim of the region a view sees through.
+
+    ``gap``, ``at``: (H, W) from :func:`missing_material` (run with the same ``spacing``). The gap itself lies in
+    free space (the removed material is not there to measure, and the ground truth is the surface left behind), so
+    the score goes to the surface around it. The see-through cells stop up to two cells inside the true edge; the
+    region is first grown, within that distance, over the pixels that are unmeasured or lie behind the nearest
+    see-through pixel's reference depth by more than ``tol`` mm plus a slope of 2 over the distance between them.
+    Each measured pixel outside the grown region and within ``radius_mm`` of it (the broken edge, the hole's border)
+    takes the nearest see-through pixel's score; 0 elsewhere.
+    """
+    hit = at > 0
+    out = np.zeros(gap.shape, np.float32)
+    if not hit.any():
+        return out
+    dist, (iv, iu) = ndimage.distance_transform_edt(~hit, return_indices=True)
+    near_at = at[iv, iu]
+    px_mm = np.where(near_at > 0, near_at, np.inf) / view.camera.K[0, 0]  # mm per pixel there
+    measured = view.depth > 0
+    behind = ~measured | (view.depth - near_at > tol + 2 * dist * px_mm)
+    region = hit | (behind & (dist <= 2 * _cell_px(view, spacing) + 1))
+    rim = ~region & measured & (ndimage.distance_transform_edt(~region) <= 1 + radius_mm / px_mm)
+    out[rim] = gap[iv[rim], iu[rim]]
+    return out
+
+
+def _cell_px(view: View, spacing: float) -> int:
+    """Side in pixels of the cells on which :func:`missing_material` renders points ``spacing`` mm apart: the
+    smallest whose footprint at the view's median measured depth covers 1.5 spacings."""
+    return max(1, int(np.ceil(1.5 * spacing * view.camera.K[0, 0] / float(np.median(view.depth[view.depth > 0])))))
 
 
 def clamp_spikes(values: np.ndarray) -> np.ndarray:
@@ -477,7 +520,7 @@ def brightness(image: np.ndarray, fg: np.ndarray, camera: Camera, depth: np.ndar
     g = image_to_gray(image)
     if fg.shape != g.shape or depth.shape != g.shape:
         raise ValueError(f"image {g.shape}, mask {fg.shape} and depth {depth.shape} differ in shape")
-    ok = fg & (g < 0.98)
+    ok = fg & (g < 0.9)
     out = np.full(g.shape, np.nan, np.float32)
     if not ok.any():
         return out
