@@ -332,3 +332,35 @@ def test_a_view_seeing_through_the_part_scores_on_the_rim(cad_predictor):
         assert np.nanmax(m[far]) < 1.0
     m = pred.predict_sample(holed).volume  # the predictor back-projects the rim: the volume holds it
     assert np.nanmax(m.values) >= cap
+
+
+@pytest.mark.parametrize("width_px", [2, 9])
+def test_extra_material_the_scan_reference_lacks_needs_more_than_an_edge(width_px):
+    """A raised flange beside a plate (a surface the fused reference has nowhere near, confirmed by two training
+    views that saw the floor through it) scores its distance; a sliver only seen at a depth discontinuity does
+    not."""
+    from scipy import ndimage
+    from scipy.spatial import cKDTree
+
+    from mv3dad.data.scene import View
+    from mv3dad.geometry.projection import depth_to_point_image, point_image_normals
+    from mv3dad.scoring.methods.deviation import DeviationMethod, free_space_depth
+
+    view, pts, nrm, X, Y = _plate_view(hole=False)
+    method = DeviationMethod()
+    ref = {"points": pts, "normals": nrm, "sigma": np.full(len(pts), 0.05), "tree": cKDTree(pts),
+           "near": np.stack([free_space_depth(view.depth)] * 2), "cameras": [view.camera] * 2}  # 2 views saw
+    flange = (X > 110) & (X <= 110 + width_px * 1000 / 600) & (np.abs(Y) <= 40)  # 10 mm beside the plate
+    depth = np.where(flange, 990.0, view.depth).astype(np.float32)  # 10 mm in front of the plate's plane
+    test = View(view.image, depth, view.camera)
+    fg = (depth < 1010) & (X <= 110 + width_px * 1000 / 600)
+    P = depth_to_point_image(np.where(fg, depth, 0), view.camera)
+    normals = point_image_normals(P, view.camera.center)
+    edge = ndimage.binary_dilation(~np.isfinite(normals).all(axis=2), np.ones((3, 3), bool))
+    score = np.zeros(fg.shape, np.float32)
+    score[fg] = method._distances(P[fg], normals[fg], edge[fg], fg, ref, test, free_space_depth(depth), np.eye(4))
+    if width_px == 2:
+        assert not score[flange].any()  # all of it next to a depth discontinuity: unsure
+    else:
+        assert score[flange & ~edge].min() > 5.0  # the flange's inside: its distance to the plate (> 10 mm)
+    assert score[(np.abs(X) < 90) & (np.abs(Y) < 90)].max() < 0.1  # the plate itself is nominal

@@ -373,6 +373,8 @@ class DeviationMethod(Method):
                                        margin[behind]) >= 1
         score[doubt & ~ok] = 0.0
         lone = doubt & ok & (lateral > cfg.lateral_gate_mm)
+        score[lone & edge] = 0.0  # a surface the reference lacks, seen only at a depth discontinuity: unsure
+        lone &= ~edge
         score[lone] = dist[lone]
         return score
 
