@@ -364,3 +364,16 @@ def test_extra_material_the_scan_reference_lacks_needs_more_than_an_edge(width_p
     else:
         assert score[flange & ~edge].min() > 5.0  # the flange's inside: its distance to the plate (> 10 mm)
     assert score[(np.abs(X) < 90) & (np.abs(Y) < 90)].max() < 0.1  # the plate itself is nominal
+
+
+def test_open_blobs_keeps_a_blob_whole_and_drops_lines_and_specks():
+    from mv3dad.scoring.methods.deviation import open_blobs
+
+    score = np.zeros((60, 60), np.float32)
+    score[5:17, 5:17] = 2.0  # a 12-pixel stain
+    score[30, 5:50] = 3.0  # a line along an edge
+    score[40:45, 40:45] = 3.0  # a blob just the window's size: its eroded core is one pixel
+    out = open_blobs(score, 5)
+    assert np.array_equal(out[5:17, 5:17], score[5:17, 5:17])  # the stain keeps its extent
+    assert out[30].max() == 0 and out[38:47, 38:47].max() == 0
+    assert (out <= score).all()

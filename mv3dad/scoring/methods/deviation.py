@@ -102,8 +102,8 @@ class DeviationConfig:
         appearance_gain_mm: mm of score per unit of log-intensity difference beyond ``appearance_tol``.
         appearance_window: pixels square: the test brightness is compared with the range of the nominal's over
             this window around the matching point (a brightness edge a pixel or two off is not a difference).
-        appearance_open: pixels square: the appearance score is opened (eroded, then dilated back) by this
-            window: a stain is a blob and keeps its extent; specks and thin lines along edges go.
+        appearance_open: pixels square: the appearance score is opened by this window (:func:`open_blobs`): a
+            stain is a blob and keeps its extent; specks, thin lines along edges and blobs just this wide go.
         missing: also score missing material where no surface is left to measure (a chunk off an edge, a hole
             through a thin wall): the reference surface, placed in the test scan by the registration, is rendered
             into each test view, and where the view measured a surface well behind it (it sees through), the
@@ -404,7 +404,7 @@ class DeviationMethod(Method):
         score = np.zeros(fg.shape, np.float32)
         score[fg] = np.where(ok, cfg.appearance_gain_mm * np.maximum(np.abs(diff) - cfg.appearance_tol, 0), 0)
         if cfg.appearance_open > 1:  # a stain is a blob; thin lines and specks are edges shifted by the pose
-            score = ndimage.grey_opening(score, size=cfg.appearance_open, mode="constant", cval=0.0)
+            score = open_blobs(score, cfg.appearance_open)
         return score[fg]
 
     def finish_volume(self, values: np.ndarray) -> np.ndarray:
@@ -487,6 +487,14 @@ def _cell_px(view: View, spacing: float) -> int:
     """Side in pixels of the cells on which :func:`missing_material` renders points ``spacing`` mm apart: the
     smallest whose footprint at the view's median measured depth covers 1.5 spacings."""
     return max(1, int(np.ceil(1.5 * spacing * view.camera.K[0, 0] / float(np.median(view.depth[view.depth > 0])))))
+
+
+def open_blobs(score: np.ndarray, size: int) -> np.ndarray:
+    """(H, W) ``score`` opened by a ``size`` x ``size`` square whose eroded core must be more than one pixel: eroded,
+    cleaned of single-pixel spikes (:func:`clamp_spikes`), dilated back. A blob at least ``size + 1`` pixels wide
+    keeps its extent; lines, specks and blobs just ``size`` wide (texture edges at a grazing angle) go."""
+    core = clamp_spikes(ndimage.grey_erosion(score, size=size, mode="constant", cval=0.0))
+    return ndimage.grey_dilation(core, size=size, mode="constant", cval=0.0)
 
 
 def clamp_spikes(values: np.ndarray) -> np.ndarray:
