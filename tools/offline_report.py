@@ -191,8 +191,8 @@ def section(all_results: dict, a, commit: str) -> str:
     lines = [BEGIN, f"## What works offline: weight-free methods {title}", "",
              f"Benchmark `mv3dad synth --image-size {a.image_size} --test-instances {a.test_instances} --seed {a.seed} "
              f"--setup {a.setup} --save-meshes{mesh_args}` ({parts}, 12 views, {a.test_instances // 2} nominal + "
-             f"{a.test_instances - a.test_instances // 2} anomalous test instances each). Seed {a.seed} was not used "
-             f"while developing any method. Command: `{cmd}`; code {commit}; this 2-core CPU, one process (other "
+             f"{a.test_instances - a.test_instances // 2} anomalous test instances each). What was looked at on seed {a.seed} "
+             f"while developing: see \"Which method to use offline\" above. Command: `{cmd}`; code {commit}; this 2-core CPU, one process (other "
              f"jobs shared the machine, so times are upper bounds).", "",
              "| method | I-AUROC | I-AUROC, stain-only parts left out | V-AUPRO@1% (ceiling) | V-AUPRO@30% | "
              "V-AUROC (ceiling) | maxima on outline | top 1 % on outline | s / sample |",

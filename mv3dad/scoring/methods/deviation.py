@@ -25,7 +25,9 @@ scores its point's distance to the reference surface in mm:
   saw through it (measured a surface behind it). A point behind a facing reference point nearby counts (missing
   material: a dent, a chunk), except next to a depth discontinuity of its view, where an occlusion boundary one
   pixel off mimics it: there, and for points with no facing reference point within ``lateral_gate_mm``, it
-  counts only if the test view saw through the reference surface.
+  counts only if the test view saw through the reference surface. A confirmed point with no facing reference
+  point within ``lateral_gate_mm`` scores its distance to the nearest one, except next to a depth discontinuity
+  (mixed pixels), where it scores 0.
 
 Two more tests share the registration, and each pixel keeps the largest of the three scores:
 
