@@ -66,6 +66,7 @@ MESH_FILE = "reference_mesh.ply"
 CONFIG_FILE = "deviation.json"
 MISSING_SPACING = 2.0  # mm between the reference points rendered for the missing-material test
 PIECE_SHARE = 0.01  # a piece of a view's foreground counts as the part from this share of the largest piece
+HIGHLIGHT = 0.9  # intensity from which a pixel is a highlight (a flat facet flashes under a small pose change)
 
 
 @dataclass
@@ -98,7 +99,7 @@ class DeviationConfig:
             by the same camera (the rig's lights travel with it), to find appearance-only defects (stains); the
             pixel's score is the larger of its shape and appearance scores.
         appearance_sigma_mm: the brightness is the log-intensity averaged by a Gaussian of this sigma (mm on the
-            part, at the view's median depth; unmeasured and saturated pixels left out).
+            part, at the view's median depth; unmeasured pixels and highlights, ``HIGHLIGHT``, left out).
         appearance_tol: log-intensity difference tolerated (after removing the view's median difference, i.e.
             an exposure change): texture phase, shading under the pose change, highlights.
         appearance_gain_mm: mm of score per unit of log-intensity difference beyond ``appearance_tol``.
@@ -374,10 +375,8 @@ class DeviationMethod(Method):
             ok[behind] = _seen_through(apply(T_inv, r[behind]), near[None], [view.camera],
                                        margin[behind]) >= 1
         score[doubt & ~ok] = 0.0
-        lone = doubt & ok & (lateral > cfg.lateral_gate_mm)
-        score[lone & edge] = 0.0  # a surface the reference lacks, seen only at a depth discontinuity: unsure
-        lone &= ~edge
-        score[lone] = dist[lone]
+        lone = doubt & ok & (lateral > cfg.lateral_gate_mm)  # a surface the reference lacks: its distance, unless
+        score[lone] = np.where(edge[lone], 0.0, dist[lone])  # seen only at a depth discontinuity (mixed pixels)
         return score
 
     def _appearance(self, view: View, box: tuple[slice, slice], fg: np.ndarray, q: np.ndarray, ref: dict, vid: int
@@ -476,7 +475,7 @@ def on_rim(gap: np.ndarray, at: np.ndarray, view: View, tol: float, radius_mm: f
         return out
     dist, (iv, iu) = ndimage.distance_transform_edt(~hit, return_indices=True)
     near_at = at[iv, iu]
-    px_mm = np.where(near_at > 0, near_at, np.inf) / view.camera.K[0, 0]  # mm per pixel there
+    px_mm = near_at / view.camera.K[0, 0]  # mm per pixel there (near_at > 0: the nearest see-through pixel's)
     measured = view.depth > 0
     behind = ~measured | (view.depth - near_at > tol + 2 * dist * px_mm)
     region = hit | (behind & (dist <= 2 * _cell_px(view, spacing) + 1))
@@ -524,7 +523,7 @@ def _bounding_box(mask: np.ndarray, pad: int) -> tuple[slice, slice]:
 def brightness(image: np.ndarray, fg: np.ndarray, camera: Camera, depth: np.ndarray, sigma_mm: float
                ) -> np.ndarray:
     """(H, W) float32 local brightness: ``log(intensity + 0.02)`` (the offset damps dark-pixel noise) of the ``fg``
-    pixels, unsaturated ones only, averaged by a Gaussian of ``sigma_mm`` on the part (converted to pixels at the
+    pixels below ``HIGHLIGHT`` intensity only, averaged by a Gaussian of ``sigma_mm`` on the part (converted to pixels at the
     view's median foreground depth); NaN where the Gaussian holds less than a quarter of its weight in such pixels.
 
     ``image``: (H, W) or (H, W, 3) in [0, 1]; ``fg``: (H, W) bool; ``depth``: (H, W) mm.
@@ -532,7 +531,7 @@ def brightness(image: np.ndarray, fg: np.ndarray, camera: Camera, depth: np.ndar
     g = image_to_gray(image)
     if fg.shape != g.shape or depth.shape != g.shape:
         raise ValueError(f"image {g.shape}, mask {fg.shape} and depth {depth.shape} differ in shape")
-    ok = fg & (g < 0.9)
+    ok = fg & (g < HIGHLIGHT)
     out = np.full(g.shape, np.nan, np.float32)
     if not ok.any():
         return out
