@@ -74,3 +74,22 @@ def test_voxel_grid_dataarray_roundtrip():
     idx = g.world_to_index(g.index_to_world(np.array([[3, 2, 1]])))
     np.testing.assert_array_equal(idx, [[3, 2, 1]])
     assert g.contains(np.array([[11, 0, 0]]))[0] and not g.contains(np.array([[12, 0, 0]]))[0]
+
+
+def test_mesh_caster_hits_a_plate_at_the_depth():
+    from mv3dad.geometry.raycast import MeshCaster, pixel_rays
+
+    cam = Camera.look_at([10.0, -5.0, 1000.0], [0, 0, 0], [0, 1, 0], 600, 600, 64, 48)
+    plate = MeshCaster(np.array([[-100.0, -100, 0], [100, -100, 0], [100, 100, 0], [-100, 100, 0]]),
+                       np.array([[0, 1, 2], [0, 2, 3]]))
+    v, u = np.mgrid[0:48, 0:64]
+    d = pixel_rays(cam, v.ravel(), u.ravel())
+    assert np.allclose((d @ cam.R.T)[:, 2], 1.0)  # camera-frame z component 1: t is the depth
+    t, n = plate.cast(cam.center, d)
+    hit = cam.center + t[:, None] * d
+    assert np.allclose(hit[:, 2], 0.0, atol=1e-3)
+    assert np.allclose(np.abs(n[:, 2]), 1.0)
+    _, z = project_points(hit, cam)
+    assert np.allclose(z, t, rtol=1e-5)
+    t, n = plate.cast(cam.center, -d)  # away from the plate: no hit
+    assert np.isinf(t).all() and np.isnan(n).all()

@@ -380,3 +380,54 @@ def test_open_blobs_keeps_a_blob_whole_and_drops_lines_and_specks():
     assert np.array_equal(out[5:17, 5:17], score[5:17, 5:17])  # the stain keeps its extent
     assert out[30].max() == 0 and out[38:47, 38:47].max() == 0
     assert (out <= score).all()
+
+
+def test_cad_cast_gives_the_distance_to_the_hit_triangle_in_the_reference_frame():
+    """The registration (a similarity, scale 1.02) carries the test rays into the reference frame; a pixel's
+    ``(t - z) |ray . n|`` is its registered point's distance to the CAD plane, > 0 in front."""
+    from mv3dad.geometry.raycast import MeshCaster
+    from mv3dad.scoring.methods.deviation import cad_cast
+
+    view, *_ = _plate_view(hole=False)
+    caster = MeshCaster(np.array([[-150.0, -150, 0], [150, -150, 0], [150, 150, 0], [-150, 150, 0]]),
+                        np.array([[0, 1, 2], [0, 2, 3]]))  # the CAD plate at z = 0 (reference frame)
+    a = np.deg2rad(5.0)
+    T = np.eye(4)
+    T[:3, :3] = 1.02 * np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    T[:3, 3] = [3.0, -2.0, 1.5]
+    box = (slice(60, 140), slice(60, 140))
+    from mv3dad.geometry.projection import depth_to_point_image
+
+    q = apply(T, depth_to_point_image(view.depth, view.camera)[box].reshape(-1, 3)).reshape(80, 80, 3)
+    cast = cad_cast(caster, view, box, T)
+    assert np.allclose(cast.along(view.depth[box]), q[..., 2], atol=1e-3)  # the point's height above the plate
+    assert np.all(cast.cosine() > 0.9) and np.all(cast.cosine() <= 1 + 1e-9)
+    T[:3, 3] += [1000.0, 0, 0]  # the plate far off every ray: no hit
+    assert np.isnan(cad_cast(caster, view, box, T).along(view.depth[box])).all()
+
+
+def test_a_hole_seen_as_nothing_scores_on_the_rim_a_dropout_does_not(cad_predictor):
+    """A hole through a wall with nothing behind it: no depth and a dark image where the CAD says a surface faces
+    the camera (the nominal part is bright there). A depth dropout keeps the part's brightness: not a hole."""
+    import dataclasses
+
+    from scipy import ndimage
+
+    from mv3dad.data.scene import View
+    from mv3dad.scoring.methods import ScoreOptions
+
+    pred, nominal, fg, centre = cad_predictor
+    v0 = nominal.views[0]
+    hole = _disc(fg.shape, centre, 4) & fg
+    no_depth = np.where(hole, 0.0, v0.depth).astype(np.float32)
+    dark = np.where(hole if v0.image.ndim == 2 else hole[..., None], 0.0, v0.image).astype(np.float32)
+    ring = ndimage.binary_dilation(hole, iterations=2) & ~hole & fg
+    cap = pred.method.cfg.missing_cap_mm
+    for image, found in ((dark, True), (v0.image, False)):
+        s = dataclasses.replace(nominal, views=[View(image, no_depth, v0.camera)] + nominal.views[1:])
+        s, ids, _ = pred.prepare_views(s)
+        m = pred.method.score_views(s, None, ScoreOptions(ids, "stool")).pixels[0]
+        if found:
+            assert (np.nan_to_num(m[ring]) >= cap).mean() > 0.8
+        else:
+            assert np.nanmax(m) < 1.0

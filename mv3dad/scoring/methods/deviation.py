@@ -56,6 +56,7 @@ from mv3dad.data.scene import DataError, Sample, View
 from mv3dad.encoders.preprocess import image_to_gray
 from mv3dad.geometry.camera import Camera
 from mv3dad.geometry.projection import depth_to_point_image, point_image_normals, project_points
+from mv3dad.geometry.raycast import MeshCaster, pixel_rays
 from mv3dad.geometry.registration import apply, global_align, invert, register, voxel_index, voxel_mean
 from mv3dad.io.atomic import atomic_file, atomic_write
 from mv3dad.scoring.background import foreground_mask
@@ -67,6 +68,8 @@ CONFIG_FILE = "deviation.json"
 MISSING_SPACING = 2.0  # mm between the reference points rendered for the missing-material test
 PIECE_SHARE = 0.01  # a piece of a view's foreground counts as the part from this share of the largest piece
 HIGHLIGHT = 0.9  # intensity from which a pixel is a highlight (a flat facet flashes under a small pose change)
+VOID_DROP = 1.0  # log intensity by which a pixel seeing nothing through the CAD is darker than the nominal part
+RAY_TRUST_MM = 1.0  # CAD reference: a pixel's ray-cast distance is its distance when at most this (else checked)
 
 
 @dataclass
@@ -290,6 +293,8 @@ class DeviationMethod(Method):
             ref["cameras"] = [Camera.from_dict(c) for c in record["cameras"][cat]]
             if "cad_points" in ref:
                 ref["cad_tree"] = cKDTree(ref["cad_points"])
+                mesh = _load_mesh(str(folder / MESH_FILE))
+                ref["cad_caster"] = MeshCaster(mesh.vertices, mesh.faces)
             if cfg.missing:  # the reference surface about 2 mm apart, for rendering it into the test views
                 pts, nrm = (ref["cad_points"], ref["cad_normals"]) if "cad_points" in ref else \
                     (ref["points"], ref["normals"])
@@ -334,29 +339,32 @@ class DeviationMethod(Method):
                 normals = point_image_normals(p, view.camera.center)
                 edge = ndimage.binary_dilation(~np.isfinite(normals).all(axis=2), np.ones((3, 3), bool))
                 m = np.full(f.shape, np.nan, np.float32)
-                m[f] = self._distances(q, normals[f] @ rot.T, edge[f], f, ref, view, near, T_inv)
+                cast = cad_cast(ref["cad_caster"], view, box, reg.transform) if "cad_caster" in ref else None
+                along = None if cast is None else cast.along(view.depth[box])[f]
+                m[f] = self._distances(q, normals[f] @ rot.T, edge[f], f, ref, view, near, T_inv, along)
                 if cfg.appearance and "bright_lo" in ref:
                     m[f] = np.maximum(m[f], self._appearance(view, box, f, q, ref, opts.view_ids[t]))
                 maps[t][box] = clamp_spikes(m) if cfg.spike_clamp else m
             if missing:
                 gap, at = missing_material(view, X, N, cfg.missing_margin_mm, MISSING_SPACING, near)
+                if f.any() and cast is not None:  # CAD: a hole seen as nothing, pixel by pixel
+                    void = void_through(cast, view, box, ref, opts.view_ids[t])
+                    gap[box] = np.where(void, cfg.missing_cap_mm, gap[box])
+                    at[box] = np.where(void, cast.t, at[box])
                 rim = on_rim(np.minimum(gap, cfg.missing_cap_mm), at, view, cfg.missing_margin_mm,
                              cfg.missing_rim_mm, MISSING_SPACING)
                 maps[t] = np.where(rim > 0, np.fmax(maps[t], rim), maps[t])
         return ViewScores(pixels=maps, info={"registration": reg.to_dict()})
 
     def _distances(self, q: np.ndarray, nq: np.ndarray, edge: np.ndarray, fg: np.ndarray, ref: dict, view: View,
-                   near: np.ndarray, T_inv: np.ndarray) -> np.ndarray:
+                   near: np.ndarray, T_inv: np.ndarray, along: np.ndarray | None = None) -> np.ndarray:
         """(P,) mm distance to the reference of the points ``q`` (reference frame, unit normals ``nq``, NaN where
         unknown) of the ``fg`` (H, W) pixels of ``view``; ``edge`` (P,) marks points next to a depth discontinuity
-        or a hole; ``near``: the view's :func:`free_space_depth`."""
+        or a hole; ``near``: the view's :func:`free_space_depth`; ``along``: CAD reference, the signed distances
+        to the plane of the CAD triangle each pixel's ray hits first (NaN: none; :meth:`CadCast.along`)."""
         cfg = self.cfg
         if "cad_tree" in ref:  # the CAD surface is complete: its distance is the score
-            idx, dist, _ = _nearest_facing(ref["cad_tree"], ref["cad_normals"], q, nq)
-            d = _smooth_on(np.sum((q - ref["cad_points"][idx]) * ref["cad_normals"][idx], axis=1), fg, cfg.smooth,
-                           ~edge)
-            lateral = np.sqrt(np.maximum(dist ** 2 - d ** 2, 0))
-            return np.where(lateral <= 2 * cfg.cad_spacing, np.abs(d), dist).astype(np.float32)
+            return _cad_distance(q, nq, edge, fg, ref, along, cfg).astype(np.float32)
         idx, dist, facing = _nearest_facing(ref["tree"], ref["normals"], q, nq)
         r, n, sig = ref["points"][idx], ref["normals"][idx], ref["sigma"][idx]
         d = _smooth_on(np.sum((q - r) * n, axis=1), fg, cfg.smooth, ~edge)
@@ -412,6 +420,96 @@ class DeviationMethod(Method):
         if not self.cfg.spike_clamp:
             return values
         return clamp_spikes(values)
+
+
+@dataclass
+class CadCast:
+    """The CAD reference ray-cast through the pixels of a box of a test view (:func:`cad_cast`).
+
+    Attributes:
+        t: (h, w) test depth (mm) of the first CAD hit on each pixel's ray, inf where none.
+        rays: (h, w, 3) the pixels' ray directions carried into the reference frame (hit = origin + t * ray).
+        normals: (h, w, 3) unit normal of the hit triangle (NaN where none).
+        origin: (3,) the test camera's centre in the reference frame.
+    """
+
+    t: np.ndarray
+    rays: np.ndarray
+    normals: np.ndarray
+    origin: np.ndarray
+
+    def along(self, depth: np.ndarray) -> np.ndarray:
+        """(h, w) signed distance (mm, reference frame; > 0 in front) of the points measured at ``depth`` (h, w) to
+        the plane of the triangle their ray meets first, NaN where none: a hit at ``t`` against a measured depth
+        ``z`` lies ``(t - z) |ray . n|`` from it (the carried ray keeps the test depth as its parameter)."""
+        with np.errstate(invalid="ignore"):
+            return (self.t - depth) * np.abs(np.einsum("hwc,hwc->hw", self.rays, self.normals))
+
+    def cosine(self) -> np.ndarray:
+        """(h, w) |cosine| between each ray and its hit triangle's normal (NaN where no hit)."""
+        return np.abs(np.einsum("hwc,hwc->hw", self.rays, self.normals)) / np.linalg.norm(self.rays, axis=2)
+
+
+def cad_cast(caster: MeshCaster, view: View, box: tuple[slice, slice], T: np.ndarray) -> CadCast:
+    """Ray-cast the CAD reference through the pixels of ``box`` of ``view``; ``T``: (4, 4) the registration (test
+    -> reference frame), which carries the rays into the reference frame."""
+    v, u = np.mgrid[box]
+    d = pixel_rays(view.camera, v.ravel(), u.ravel()) @ T[:3, :3].T
+    origin = apply(T, view.camera.center[None])[0]
+    t, n = caster.cast(origin, d)
+    return CadCast(t.reshape(v.shape), d.reshape(*v.shape, 3), n.reshape(*v.shape, 3), origin)
+
+
+def void_through(cast: CadCast, view: View, box: tuple[slice, slice], ref: dict, vid: int) -> np.ndarray:
+    """(h, w) bool: pixels of ``box`` where ``view`` sees nothing through a CAD surface that faces it (a hole
+    through a thin wall with no surface behind it): no depth measured, and the image at least ``VOID_DROP`` darker
+    (log intensity) than the nominal part's local brightness at that surface point, seen by training view ``vid``
+    (the same rig camera); a depth dropout on the part keeps its brightness. Pixels on the CAD's outline in the
+    view (a registration a pixel off) and hits at grazing angles (cosine below 0.3) are left out; kept regions are
+    opened by 2 x 2 (a hole is a blob)."""
+    out = np.zeros(cast.t.shape, bool)
+    if "bright_lo" not in ref:
+        return out
+    with np.errstate(invalid="ignore"):
+        facing = np.isfinite(cast.t) & (cast.cosine() > 0.3)
+    cand = ndimage.binary_erosion(facing, np.ones((3, 3), bool)) & (view.depth[box] <= 0)
+    if not cand.any():
+        return out
+    lo = ref["bright_lo"][vid]
+    uv, z = project_points(cast.origin + cast.t[cand][:, None] * cast.rays[cand], ref["cameras"][vid])
+    u, v = np.round(uv[:, 0]).astype(np.int64), np.round(uv[:, 1]).astype(np.int64)
+    inside = (z > 0) & (u >= 0) & (v >= 0) & (u < lo.shape[1]) & (v < lo.shape[0])
+    nominal = np.full(len(z), np.nan)
+    nominal[inside] = lo[v[inside], u[inside]]
+    with np.errstate(invalid="ignore"):
+        out[cand] = np.log(image_to_gray(view.image)[box][cand] + 0.02) < nominal - VOID_DROP
+    return ndimage.binary_opening(out, np.ones((2, 2), bool))
+
+
+def _cad_distance(q: np.ndarray, nq: np.ndarray, edge: np.ndarray, fg: np.ndarray, ref: dict,
+                  along: np.ndarray | None, cfg: DeviationConfig) -> np.ndarray:
+    """(P,) mm distance of the points ``q`` (reference frame, normals ``nq``) of the ``fg`` pixels to the CAD.
+
+    A pixel's distance to the triangle its ray meets first (``along``) is exact on any facet, however coarse the
+    mesh; where that is over ``RAY_TRUST_MM`` or the ray meets nothing (a bump beyond the outline, the far surface
+    seen where material is missing), the distance to the nearest facing CAD sample's tangent plane is taken when it
+    is smaller (the far surface seen through a gap is nominal there: the gap goes to the missing-material test),
+    or, for a point beyond ``2 * cad_spacing`` sideways of every sample, the distance to the nearest one. Signed
+    distances are averaged over ``cfg.smooth`` pixels square (``edge`` pixels left out) before the absolute value.
+    """
+    s = np.full(len(q), np.nan) if along is None else along.astype(np.float64)
+    check = ~(np.abs(s) <= RAY_TRUST_MM)
+    lone = np.zeros(len(q), bool)
+    dist = np.zeros(len(q))
+    if check.any():
+        idx, dist_c, _ = _nearest_facing(ref["cad_tree"], ref["cad_normals"], q[check], nq[check])
+        d_c = np.sum((q[check] - ref["cad_points"][idx]) * ref["cad_normals"][idx], axis=1)
+        far = np.sqrt(np.maximum(dist_c ** 2 - d_c ** 2, 0)) > 2 * cfg.cad_spacing
+        take = ~(np.abs(s[check]) <= np.where(far, dist_c, np.abs(d_c)))  # NaN (no hit) -> take
+        s[check] = np.where(take, d_c, s[check])
+        lone[check], dist[check] = take & far, dist_c
+    d = _smooth_on(s, fg, cfg.smooth, ~edge)
+    return np.where(lone, dist, np.abs(d))
 
 
 def missing_material(view: View, points: np.ndarray, normals: np.ndarray, margin: float, spacing: float,
@@ -517,7 +615,8 @@ def clamp_spikes(values: np.ndarray) -> np.ndarray:
 def _bounding_box(mask: np.ndarray, pad: int) -> tuple[slice, slice]:
     """Slices of the bounding box of a non-empty (H, W) ``mask``, grown by ``pad`` pixels (clipped to the image)."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return (slice(max(rows[0] - pad, 0), rows[-1] + pad + 1), slice(max(cols[0] - pad, 0), cols[-1] + pad + 1))
+    return (slice(max(rows[0] - pad, 0), min(rows[-1] + pad + 1, mask.shape[0])),
+            slice(max(cols[0] - pad, 0), min(cols[-1] + pad + 1, mask.shape[1])))
 
 
 def brightness(image: np.ndarray, fg: np.ndarray, camera: Camera, depth: np.ndarray, sigma_mm: float
