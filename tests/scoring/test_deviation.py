@@ -289,8 +289,8 @@ def test_missing_material_is_where_the_view_sees_through_the_reference():
     gap, at = missing_material(view, pts, nrm, margin=3.0, spacing=2.0)
     assert not (at > 0).any() and not (gap > 0).any()
     flipped, _, _, _, _ = _plate_view(hole=True)
-    gap, at = missing_material(flipped, pts, -nrm, margin=3.0, spacing=2.0)  # a surface facing away is not seen
-    assert not (at > 0).any()
+    gap, at = missing_material(flipped, pts, -nrm, margin=3.0, spacing=2.0)  # a surface facing away:
+    assert not (at > 0).any()  # not seen
 
 
 def test_the_missing_material_score_goes_to_the_measured_rim():
@@ -305,6 +305,10 @@ def test_the_missing_material_score_goes_to_the_measured_rim():
     assert not rim[in_hole].any()  # not the floor seen through the hole, 50 mm behind
     assert not rim[~((np.abs(X) <= 20) & (np.abs(Y) <= 20))].any()  # nothing 5 mm beyond the hole
     assert not on_rim(gap, np.zeros_like(at), view, tol=3.0, radius_mm=2.0, spacing=2.0).any()
+    band = ~in_hole & (np.abs(X) <= 17) & (Y > 15) & (Y <= 17)
+    view.depth[band] = 900.0  # something 100 mm in front of the plate along one side: not the hole's border
+    rim = on_rim(np.minimum(gap, 5.0), at, view, tol=3.0, radius_mm=2.0, spacing=2.0)
+    assert not rim[band].any() and (rim[border & ~band] == 5.0).mean() > 0.9
 
 
 def test_a_view_seeing_through_the_part_scores_on_the_rim(cad_predictor):
@@ -421,7 +425,7 @@ def test_a_hole_seen_as_nothing_scores_on_the_rim_a_dropout_does_not(cad_predict
     hole = _disc(fg.shape, centre, 4) & fg
     no_depth = np.where(hole, 0.0, v0.depth).astype(np.float32)
     dark = np.where(hole if v0.image.ndim == 2 else hole[..., None], 0.0, v0.image).astype(np.float32)
-    ring = ndimage.binary_dilation(hole, iterations=2) & ~hole & fg
+    ring = ndimage.binary_dilation(hole) & ~hole & fg  # the hole's border
     cap = pred.method.cfg.missing_cap_mm
     for image, found in ((dark, True), (v0.image, False)):
         s = dataclasses.replace(nominal, views=[View(image, no_depth, v0.camera)] + nominal.views[1:])
@@ -431,3 +435,22 @@ def test_a_hole_seen_as_nothing_scores_on_the_rim_a_dropout_does_not(cad_predict
             assert (np.nan_to_num(m[ring]) >= cap).mean() > 0.8
         else:
             assert np.nanmax(m) < 1.0
+
+
+def test_smooth_on_estimates_the_noise_and_the_error_of_each_average():
+    from mv3dad.scoring.methods.deviation import _smooth_on
+
+    rng = np.random.default_rng(0)
+    mask = np.ones((60, 60), bool)
+    values = rng.normal(0.0, 0.1, mask.sum())  # a flat surface with 0.1 mm of noise per pixel
+    use = np.ones(mask.sum(), bool)
+    use.reshape(60, 60)[20:40, 20:40] = False  # a depth discontinuity's band: not averaged in
+    mean, err = _smooth_on(values, mask, 3, use)
+    err = err.reshape(60, 60)
+    assert err[10, 10] == pytest.approx(0.1 / 3, rel=0.15)  # a full 3 x 3 window: sigma / 3
+    assert err[30, 30] == pytest.approx(0.1, rel=0.15)  # no usable neighbour: the pixel's own noise
+    assert err[20, 20] > err[10, 10]  # a corner of the band averages 5 pixels
+    assert mean.reshape(60, 60)[30, 30] == values.reshape(60, 60)[30, 30]
+    assert np.abs(mean.reshape(60, 60)[:15, :15]).max() < np.abs(values.reshape(60, 60)[:15, :15]).max()
+    same, zero = _smooth_on(values, mask, 1, use)
+    assert np.array_equal(same, values) and not zero.any()

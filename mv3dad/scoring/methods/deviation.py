@@ -86,6 +86,10 @@ class DeviationConfig:
         min_fitness: a test sample whose finest-level ICP fitness is below this fails with an error.
         reference_voxel: mm, voxel of the fused training scan.
         noise_k: scan reference: the score is the distance beyond ``noise_k`` local noise sigmas.
+        noise_penalty: the test view's own noise: each pixel's averaged distance (``smooth``) is lowered by this
+            many standard errors of that average (the view's single-pixel noise over the square root of the pixels
+            averaged), so a pixel next to a depth discontinuity or a hole, averaged over one or two pixels, does
+            not outscore the surface around it.
         free_space_views: training views that must have seen through a point in front of the reference.
         free_space_margin_mm: how far behind a point a view's surface must be to have seen through it (at most;
             half the point's deviation when that is smaller, so shallow scratches are confirmed too).
@@ -128,6 +132,7 @@ class DeviationConfig:
     min_fitness: float = 0.7
     reference_voxel: float = 1.0
     noise_k: float = 2.0
+    noise_penalty: float = 2.0
     free_space_views: int = 2
     free_space_margin_mm: float = 2.0
     lateral_gate_mm: float = 2.0
@@ -144,7 +149,7 @@ class DeviationConfig:
     missing: bool = True
     missing_margin_mm: float = 3.0
     missing_cap_mm: float = 5.0
-    missing_rim_mm: float = 2.0
+    missing_rim_mm: float = 1.0
 
     def __post_init__(self) -> None:
         self.levels = tuple(float(x) for x in self.levels)
@@ -367,9 +372,9 @@ class DeviationMethod(Method):
             return _cad_distance(q, nq, edge, fg, ref, along, cfg).astype(np.float32)
         idx, dist, facing = _nearest_facing(ref["tree"], ref["normals"], q, nq)
         r, n, sig = ref["points"][idx], ref["normals"][idx], ref["sigma"][idx]
-        d = _smooth_on(np.sum((q - r) * n, axis=1), fg, cfg.smooth, ~edge)
+        d, err = _smooth_on(np.sum((q - r) * n, axis=1), fg, cfg.smooth, ~edge)
         lateral = np.sqrt(np.maximum(dist ** 2 - d ** 2, 0))
-        score = np.maximum(np.abs(d) - cfg.noise_k * sig, 0).astype(np.float32)
+        score = np.maximum(np.abs(d) - cfg.noise_k * sig - cfg.noise_penalty * err, 0).astype(np.float32)
         # trusted without a free-space test: material missing under a reference surface that faces the same way,
         # close by, away from depth discontinuities (a dent, a chunk); everything else must be confirmed
         doubt = (score > 0) & ((d > 0) | edge | ~facing | (lateral > cfg.lateral_gate_mm))
@@ -508,8 +513,8 @@ def _cad_distance(q: np.ndarray, nq: np.ndarray, edge: np.ndarray, fg: np.ndarra
         take = ~(np.abs(s[check]) <= np.where(far, dist_c, np.abs(d_c)))  # NaN (no hit) -> take
         s[check] = np.where(take, d_c, s[check])
         lone[check], dist[check] = take & far, dist_c
-    d = _smooth_on(s, fg, cfg.smooth, ~edge)
-    return np.where(lone, dist, np.abs(d))
+    d, err = _smooth_on(s, fg, cfg.smooth, ~edge)
+    return np.where(lone, dist, np.maximum(np.abs(d) - cfg.noise_penalty * err, 0))
 
 
 def missing_material(view: View, points: np.ndarray, normals: np.ndarray, margin: float, spacing: float,
@@ -565,7 +570,8 @@ def on_rim(gap: np.ndarray, at: np.ndarray, view: View, tol: float, radius_mm: f
     region is first grown, within that distance, over the pixels that are unmeasured or lie behind the nearest
     see-through pixel's reference depth by more than ``tol`` mm plus a slope of 2 over the distance between them.
     Each measured pixel outside the grown region and within ``radius_mm`` of it (the broken edge, the hole's border)
-    takes the nearest see-through pixel's score; 0 elsewhere.
+    takes the nearest see-through pixel's score, if it lies within the same depth tolerance of that pixel's
+    reference depth (not a surface in front, such as another part of the object occluding the region); 0 elsewhere.
     """
     hit = at > 0
     out = np.zeros(gap.shape, np.float32)
@@ -577,7 +583,8 @@ def on_rim(gap: np.ndarray, at: np.ndarray, view: View, tol: float, radius_mm: f
     measured = view.depth > 0
     behind = ~measured | (view.depth - near_at > tol + 2 * dist * px_mm)
     region = hit | (behind & (dist <= 2 * _cell_px(view, spacing) + 1))
-    rim = ~region & measured & (ndimage.distance_transform_edt(~region) <= 1 + radius_mm / px_mm)
+    same = np.abs(view.depth - near_at) <= tol + 2 * dist * px_mm  # on the surface the material was cut from
+    rim = ~region & measured & same & (ndimage.distance_transform_edt(~region) <= 1 + radius_mm / px_mm)
     out[rim] = gap[iv[rim], iu[rim]]
     return out
 
@@ -729,16 +736,24 @@ def _nearest_facing(tree: cKDTree, normals: np.ndarray, q: np.ndarray, nq: np.nd
     return idx, dist, found
 
 
-def _smooth_on(values: np.ndarray, mask: np.ndarray, size: int, use: np.ndarray) -> np.ndarray:
+def _smooth_on(values: np.ndarray, mask: np.ndarray, size: int, use: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
     """(P,) ``values`` of the ``mask`` (H, W) pixels averaged over the ``size`` x ``size`` window of each, over the
-    pixels flagged ``use`` (P,) only (so values next to a depth discontinuity do not spread); a pixel whose window
-    holds none keeps its value. size <= 1 returns the values unchanged."""
+    pixels flagged ``use`` (P,) only (so values next to a depth discontinuity do not spread), and (P,) the standard
+    error of each average: the view's single-pixel noise (robust spread of the used values about their window
+    averages) over the square root of the pixels averaged. A pixel whose window holds none keeps its value (error:
+    the single-pixel noise). size <= 1 returns the values unchanged, with zero errors."""
     if size <= 1:
-        return values
+        return values, np.zeros(len(values))
     img = np.zeros(mask.shape)
     wgt = np.zeros(mask.shape)
     img[mask] = np.where(use, values, 0.0)
     wgt[mask] = use
     num = ndimage.uniform_filter(img, size, mode="constant")[mask]
     den = ndimage.uniform_filter(wgt, size, mode="constant")[mask]
-    return np.where(den > 1e-9, num / np.maximum(den, 1e-12), values).astype(values.dtype)
+    n = np.rint(den * size * size)
+    mean = np.where(n > 0, num / np.maximum(den, 1e-12), values)
+    inner = use & (n == size * size)  # the residual of a full window's centre has variance sigma^2 (1 - 1/n)
+    resid = (values - mean)[inner]
+    sigma = 1.4826 * np.median(np.abs(resid)) * size / np.sqrt(size * size - 1) if len(resid) >= 50 else 0.0
+    return mean.astype(values.dtype), sigma / np.sqrt(np.maximum(n, 1))
