@@ -8,15 +8,19 @@ point-to-plane spread of the views' points in the voxel). The training views' de
 free-space test.
 
 Signed distances are averaged over 3 x 3 pixels of each view (away from depth discontinuities) against the
-scanner's noise.
+scanner's noise, and each average is lowered by ``noise_penalty`` standard errors of it (the view's single-pixel
+noise over the square root of the pixels averaged: a pixel at a discontinuity, averaged over one or two, does not
+outscore the surface).
 
 Score (per test sample): the scan's points (all views, foreground) are registered to the fused training scan by
 a trimmed similarity ICP (:func:`mv3dad.geometry.registration.register`; ``rigid`` as an option), and each pixel
 scores its point's distance to the reference surface in mm:
 
-- CAD reference: the distance to the mesh, as the distance to the tangent plane of the nearest point sampled on
-  it (``cad_spacing`` apart) that faces the same way as the test point (so a point on one face of a thin wall is
-  compared with that face, not with the wall's other side);
+- CAD reference: the mesh is ray-cast into the test view (:func:`cad_cast`) and the distance is the one to the
+  plane of the triangle each pixel's ray meets first, exact on any facet; where the ray meets nothing or that
+  distance is over ``RAY_TRUST_MM``, the distance to the tangent plane of the nearest point sampled on the mesh
+  (``cad_spacing`` apart) that faces the same way as the test point is taken when smaller (so a point on one
+  face of a thin wall is compared with that face, and the far surface seen through a gap is nominal);
 - scan reference (each of its points replaced at fit time by the local plane of its facing neighbours, which
   averages out the training scan's own noise): the distance to the nearest facing reference plane beyond the
   local noise band
@@ -34,8 +38,10 @@ Two more tests share the registration, and each pixel keeps the largest of the t
 - appearance (``appearance``): the pixel's local brightness against the nominal's at the same surface point, in
   the training view of the same rig camera (:func:`brightness`, ``_appearance``), for appearance-only defects;
 - missing material (``missing``): the reference surface rendered into the test view where the view sees through
-  it (:func:`missing_material`); the removed material is not there to measure, so the score goes to the measured
-  rim around it, the broken edge or the hole's border (:func:`on_rim`).
+  it (:func:`missing_material`) and, with the CAD reference, pixels that see nothing through a facing CAD surface
+  where the nominal is bright (:func:`void_through`: a hole through a thin wall); the removed material is not
+  there to measure, so the score goes to the measured rim around it, the broken edge or the hole's border
+  (:func:`on_rim`).
 
 The volume is then cleaned of single-voxel spikes (each voxel clamped to the largest of its 26 neighbours), which
 keeps defects two voxels wide. Registration scale, fitness and RMSE go to ``scores.json``; a sample whose
