@@ -64,6 +64,26 @@ def project_points(points: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.n
     return uv, z
 
 
+def nearest_pixel(points: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pixel each world point projects to (nearest pixel centre).
+
+    Args:
+        points: (P, 3) world points in mm.
+
+    Returns:
+        v, u: (P,) int64 row and column (0 where not ``inside``, so they can index an (H, W) map directly).
+        z: (P,) depth along the optical axis (mm).
+        inside: (P,) bool, in front of the camera and inside the image.
+    """
+    uv, z = project_points(points, camera)
+    with np.errstate(invalid="ignore"):
+        ui, vi = np.rint(uv[:, 0]), np.rint(uv[:, 1])
+        inside = (z > 0) & (ui >= 0) & (ui < camera.width) & (vi >= 0) & (vi < camera.height)
+    u = np.where(inside, ui, 0).astype(np.int64)
+    v = np.where(inside, vi, 0).astype(np.int64)
+    return v, u, z, inside
+
+
 def visible_in_depth(points: np.ndarray, camera: Camera, depth: np.ndarray, tol: float = 2.0) -> np.ndarray:
     """Which world points are seen by a view (in the image, in front, not occluded).
 
@@ -77,15 +97,10 @@ def visible_in_depth(points: np.ndarray, camera: Camera, depth: np.ndarray, tol:
     Returns:
         (P,) bool.
     """
-    uv, z = project_points(points, camera)
-    ui = np.rint(uv[:, 0])
-    vi = np.rint(uv[:, 1])
-    ok = (z > 0) & np.isfinite(ui) & np.isfinite(vi)
-    ok &= (ui >= 0) & (ui < camera.width) & (vi >= 0) & (vi < camera.height)
+    v, u, z, ok = nearest_pixel(points, camera)
     out = np.zeros(len(z), dtype=bool)
-    idx = np.nonzero(ok)[0]
-    d = depth[vi[idx].astype(np.int64), ui[idx].astype(np.int64)]
-    out[idx] = (d > 0) & np.isfinite(d) & (np.abs(d - z[idx]) <= tol)
+    d = depth[v[ok], u[ok]]
+    out[ok] = (d > 0) & np.isfinite(d) & (np.abs(d - z[ok]) <= tol)
     return out
 
 

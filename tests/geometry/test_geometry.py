@@ -93,3 +93,15 @@ def test_mesh_caster_hits_a_plate_at_the_depth():
     assert np.allclose(z, t, rtol=1e-5)
     t, n = plate.cast(cam.center, -d)  # away from the plate: no hit
     assert np.isinf(t).all() and np.isnan(n).all()
+
+
+def test_nearest_pixel_rounds_and_flags_points_outside():
+    from mv3dad.geometry.projection import nearest_pixel
+
+    cam = Camera.look_at([0, 0, -500.0], [0, 0, 0], [0, -1, 0], 400, 400, 64, 48)
+    pts = np.array([[0.0, 0, 0], [1000.0, 0, 0], [0, 0, -600.0]])  # centre; beyond the image; behind the camera
+    v, u, z, inside = nearest_pixel(pts, cam)
+    assert inside.tolist() == [True, False, False]
+    uv, _ = project_points(pts[:1], cam)
+    assert (u[0], v[0]) == (round(uv[0, 0]), round(uv[0, 1])) and z[0] == pytest.approx(500.0)
+    assert u[1] == v[1] == u[2] == v[2] == 0  # safe indices where not inside

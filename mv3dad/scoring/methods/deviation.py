@@ -61,7 +61,7 @@ from scipy.spatial import cKDTree
 from mv3dad.data.scene import DataError, Sample, View
 from mv3dad.encoders.preprocess import image_to_gray
 from mv3dad.geometry.camera import Camera
-from mv3dad.geometry.projection import depth_to_point_image, point_image_normals, project_points
+from mv3dad.geometry.projection import depth_to_point_image, nearest_pixel, point_image_normals, project_points
 from mv3dad.geometry.raycast import MeshCaster, pixel_rays
 from mv3dad.geometry.registration import apply, global_align, invert, register, voxel_index, voxel_mean
 from mv3dad.io.atomic import atomic_file, atomic_write
@@ -409,10 +409,7 @@ class DeviationMethod(Method):
         full[box] = fg
         test = brightness(view.image, full, view.camera, view.depth, cfg.appearance_sigma_mm)[box][fg]
         cam, depth = ref["cameras"][vid], ref["depth"][vid]
-        uv, z = project_points(q, cam)
-        u, v = np.round(uv[:, 0]).astype(np.int64), np.round(uv[:, 1]).astype(np.int64)
-        inside = (z > 0) & (u >= 0) & (v >= 0) & (u < depth.shape[1]) & (v < depth.shape[0])
-        u, v = np.where(inside, u, 0), np.where(inside, v, 0)
+        v, u, z, inside = nearest_pixel(q, cam)
         seen = inside & (np.abs(depth[v, u] - z) < 3.0)  # the nominal view sees this very point
         lo, hi = ref["bright_lo"][vid][v[seen], u[seen]], ref["bright_hi"][vid][v[seen], u[seen]]
         t = test[seen]
@@ -449,16 +446,19 @@ class CadCast:
     normals: np.ndarray
     origin: np.ndarray
 
+    def __post_init__(self) -> None:
+        self._dot = np.abs(np.einsum("hwc,hwc->hw", self.rays, self.normals))  # |ray . n|, NaN where no hit
+
     def along(self, depth: np.ndarray) -> np.ndarray:
         """(h, w) signed distance (mm, reference frame; > 0 in front) of the points measured at ``depth`` (h, w) to
         the plane of the triangle their ray meets first, NaN where none: a hit at ``t`` against a measured depth
         ``z`` lies ``(t - z) |ray . n|`` from it (the carried ray keeps the test depth as its parameter)."""
         with np.errstate(invalid="ignore"):
-            return (self.t - depth) * np.abs(np.einsum("hwc,hwc->hw", self.rays, self.normals))
+            return (self.t - depth) * self._dot
 
     def cosine(self) -> np.ndarray:
         """(h, w) |cosine| between each ray and its hit triangle's normal (NaN where no hit)."""
-        return np.abs(np.einsum("hwc,hwc->hw", self.rays, self.normals)) / np.linalg.norm(self.rays, axis=2)
+        return self._dot / np.linalg.norm(self.rays, axis=2)
 
 
 def cad_cast(caster: MeshCaster, view: View, box: tuple[slice, slice], T: np.ndarray) -> CadCast:
@@ -486,12 +486,8 @@ def void_through(cast: CadCast, view: View, box: tuple[slice, slice], ref: dict,
     cand = ndimage.binary_erosion(facing, np.ones((3, 3), bool)) & (view.depth[box] <= 0)
     if not cand.any():
         return out
-    lo = ref["bright_lo"][vid]
-    uv, z = project_points(cast.origin + cast.t[cand][:, None] * cast.rays[cand], ref["cameras"][vid])
-    u, v = np.round(uv[:, 0]).astype(np.int64), np.round(uv[:, 1]).astype(np.int64)
-    inside = (z > 0) & (u >= 0) & (v >= 0) & (u < lo.shape[1]) & (v < lo.shape[0])
-    nominal = np.full(len(z), np.nan)
-    nominal[inside] = lo[v[inside], u[inside]]
+    v, u, z, inside = nearest_pixel(cast.origin + cast.t[cand][:, None] * cast.rays[cand], ref["cameras"][vid])
+    nominal = np.where(inside, ref["bright_lo"][vid][v, u], np.nan)
     with np.errstate(invalid="ignore"):
         out[cand] = np.log(image_to_gray(view.image)[box][cand] + 0.02) < nominal - VOID_DROP
     return ndimage.binary_opening(out, np.ones((2, 2), bool))
@@ -683,11 +679,8 @@ def _seen_through(points: np.ndarray, near: np.ndarray, cameras: list[Camera], m
     """
     count = np.zeros(len(points), np.int32)
     for depth, cam in zip(near, cameras):
-        uv, z = project_points(points, cam)
-        u, v = np.round(uv[:, 0]).astype(np.int64), np.round(uv[:, 1]).astype(np.int64)
-        inside = (z > 0) & (u >= 0) & (v >= 0) & (u < depth.shape[1]) & (v < depth.shape[0])
-        d = np.zeros(len(points))
-        d[inside] = depth[v[inside], u[inside]]
+        v, u, z, inside = nearest_pixel(points, cam)
+        d = np.where(inside, depth[v, u], 0.0)
         count += ((d > 0) & (d > z + margin)).astype(np.int32)
     return count
 
