@@ -454,3 +454,38 @@ def test_smooth_on_estimates_the_noise_and_the_error_of_each_average():
     assert np.abs(mean.reshape(60, 60)[:15, :15]).max() < np.abs(values.reshape(60, 60)[:15, :15]).max()
     same, zero = _smooth_on(values, mask, 1, use)
     assert np.array_equal(same, values) and not zero.any()
+
+
+@pytest.mark.parametrize("cos, seen", [(0.17, False), (0.5, True)])
+def test_missing_material_leaves_out_reference_surface_seen_at_a_grazing_angle(cos, seen):
+    """A reference surface seen nearly edge-on (a thin fin) is no wall to see through: thinner than a cell in the
+    view, it would put the surface behind it "behind the part"."""
+    from mv3dad.scoring.methods.deviation import missing_material
+
+    view, pts, _, X, Y = _plate_view(hole=True)
+    nrm = np.tile([np.sqrt(1 - cos ** 2), 0.0, cos], (len(pts), 1))  # tilted normals: the same points, grazing
+    gap, at = missing_material(view, pts, nrm, margin=3.0, spacing=2.0)
+    assert (at > 0)[(np.abs(X) <= 15) & (np.abs(Y) <= 15)].any() == seen
+
+
+def test_behind_cad_finds_a_slot_a_few_pixels_wide_seen_through_the_cad():
+    """A slot 4 pixels wide (narrower than the cells of missing_material's 2 x 2-cell opening) through which the
+    view measures the floor 50 mm behind the CAD plate; a dent's floor (a high shape score) is not a see-through."""
+    from mv3dad.geometry.raycast import MeshCaster
+    from mv3dad.scoring.methods.deviation import behind_cad, cad_cast, missing_material
+
+    view, pts, nrm, *_ = _plate_view(hole=False)
+    slot = (slice(98, 102), slice(90, 110))
+    view.depth[slot] = 1050.0
+    caster = MeshCaster(np.array([[-100.0, -100, 0], [100, -100, 0], [100, 100, 0], [-100, 100, 0]]),
+                        np.array([[0, 1, 2], [0, 2, 3]]))
+    box = (slice(60, 140), slice(60, 140))
+    cast = cad_cast(caster, view, box, np.eye(4))
+    shape = np.zeros(cast.t.shape, np.float32)
+    gap = behind_cad(cast, view.depth[box], shape, margin=3.0)
+    inside = np.zeros(view.depth.shape, bool)
+    inside[slot] = True
+    assert np.allclose(gap[inside[box]], 50.0, atol=0.1) and not gap[~inside[box]].any()
+    assert not (missing_material(view, pts, nrm, margin=3.0, spacing=2.0)[1] > 0).any()  # the cells miss it
+    assert not behind_cad(cast, view.depth[box], shape + 3.0, margin=3.0).any()
+

@@ -38,8 +38,10 @@ Two more tests share the registration, and each pixel keeps the largest of the t
 - appearance (``appearance``): the pixel's local brightness against the nominal's at the same surface point, in
   the training view of the same rig camera (:func:`brightness`, ``_appearance``), for appearance-only defects;
 - missing material (``missing``): the reference surface rendered into the test view where the view sees through
-  it (:func:`missing_material`) and, with the CAD reference, pixels that see nothing through a facing CAD surface
-  where the nominal is bright (:func:`void_through`: a hole through a thin wall); the removed material is not
+  it (:func:`missing_material`; surfaces seen at a grazing angle left out) and, with the CAD reference, pixel by
+  pixel where the view sees through a facing CAD surface: nothing at all where the nominal is bright
+  (:func:`void_through`: a hole through a thin wall), or the part's own surface well behind it
+  (:func:`behind_cad`: a narrow hole or slot whose far side is measured); the removed material is not
   there to measure, so the score goes to the measured rim around it, the broken edge or the hole's border
   (:func:`on_rim`).
 
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +79,7 @@ PIECE_SHARE = 0.01  # a piece of a view's foreground counts as the part from thi
 HIGHLIGHT = 0.9  # intensity from which a pixel is a highlight (a flat facet flashes under a small pose change)
 VOID_DROP = 1.0  # log intensity by which a pixel seeing nothing through the CAD is darker than the nominal part
 RAY_TRUST_MM = 1.0  # CAD reference: a pixel's ray-cast distance is its distance when at most this (else checked)
+MIN_FACING_COS = 0.3  # see-through tests: a reference surface counts when its normal is this close to the view ray
 
 
 @dataclass
@@ -335,37 +339,53 @@ class DeviationMethod(Method):
         if reg.fitness < cfg.min_fitness:
             raise DataError(f"{where}: registration to the reference failed (fitness {reg.fitness:.3f} < "
                             f"min_fitness {cfg.min_fitness}); a different part, or a badly damaged one")
-        T_inv = invert(reg.transform)
-        rot = reg.transform[:3, :3] / reg.scale
-        maps = np.full((len(sample.views), *fg[0].shape), np.nan, np.float32)
         missing = cfg.missing and "sparse_points" in ref
-        if missing:
-            X, N = apply(T_inv, ref["sparse_points"]), ref["sparse_normals"] @ rot  # into the test scan's frame
-        for t, (view, p, f) in enumerate(zip(sample.views, P, fg)):
-            near = free_space_depth(view.depth)
-            if f.any():
-                box = _bounding_box(f, pad=3)  # per-view work on the part's bounding box only (same result)
-                p, f = p[box], f[box]
-                q = apply(reg.transform, p[f])
-                normals = point_image_normals(p, view.camera.center)
-                edge = ndimage.binary_dilation(~np.isfinite(normals).all(axis=2), np.ones((3, 3), bool))
-                m = np.full(f.shape, np.nan, np.float32)
-                cast = cad_cast(ref["cad_caster"], view, box, reg.transform) if "cad_caster" in ref else None
-                along = None if cast is None else cast.along(view.depth[box])[f]
-                m[f] = self._distances(q, normals[f] @ rot.T, edge[f], f, ref, view, near, T_inv, along)
-                if cfg.appearance and "bright_lo" in ref:
-                    m[f] = np.maximum(m[f], self._appearance(view, box, f, q, ref, opts.view_ids[t]))
-                maps[t][box] = clamp_spikes(m) if cfg.spike_clamp else m
-            if missing:
-                gap, at = missing_material(view, X, N, cfg.missing_margin_mm, MISSING_SPACING, near)
-                if f.any() and cast is not None:  # CAD: a hole seen as nothing, pixel by pixel
-                    void = void_through(cast, view, box, ref, opts.view_ids[t])
-                    gap[box] = np.where(void, cfg.missing_cap_mm, gap[box])
-                    at[box] = np.where(void, cast.t, at[box])
-                rim = on_rim(np.minimum(gap, cfg.missing_cap_mm), at, view, cfg.missing_margin_mm,
-                             cfg.missing_rim_mm, MISSING_SPACING)
-                maps[t] = np.where(rim > 0, np.fmax(maps[t], rim), maps[t])
-        return ViewScores(pixels=maps, info={"registration": reg.to_dict()})
+        X = N = None
+        if missing:  # the reference surface in the test scan's frame
+            X, N = apply(invert(reg.transform), ref["sparse_points"]), ref["sparse_normals"] @ (
+                reg.transform[:3, :3] / reg.scale)
+        maps = [self._view_map(ref, reg, view, p, f, vid, X, N)
+                for view, p, f, vid in zip(sample.views, P, fg, opts.view_ids)]
+        return ViewScores(pixels=np.stack(maps), info={"registration": reg.to_dict()})
+
+    def _view_map(self, ref: dict, reg, view: View, p: np.ndarray, f: np.ndarray, vid: int, X: np.ndarray | None,
+                  N: np.ndarray | None) -> np.ndarray:
+        """(H, W) float32 score map of one test view (NaN off the part) given the registration ``reg``: ``p``
+        (H, W, 3) its points, ``f`` (H, W) its measured foreground, ``vid`` the training view of the same rig
+        camera, ``X``, ``N``: the missing-material test's reference points and normals in the test frame (None:
+        off)."""
+        cfg = self.cfg
+        rot = reg.transform[:3, :3] / reg.scale
+        out = np.full(f.shape, np.nan, np.float32)
+        near = free_space_depth(view.depth)
+        cast = None
+        if f.any():
+            box = _bounding_box(f, pad=3)  # per-view work on the part's bounding box only (same result)
+            p, f = p[box], f[box]
+            q = apply(reg.transform, p[f])
+            normals = point_image_normals(p, view.camera.center)
+            edge = ndimage.binary_dilation(~np.isfinite(normals).all(axis=2), np.ones((3, 3), bool))
+            m = np.full(f.shape, np.nan, np.float32)
+            cast = cad_cast(ref["cad_caster"], view, box, reg.transform) if "cad_caster" in ref else None
+            along = None if cast is None else cast.along(view.depth[box])[f]
+            m[f] = self._distances(q, normals[f] @ rot.T, edge[f], f, ref, view, near, invert(reg.transform),
+                                   along)
+            shape = m.copy()
+            if cfg.appearance and "bright_lo" in ref:
+                m[f] = np.maximum(m[f], self._appearance(view, box, f, q, ref, vid))
+            out[box] = clamp_spikes(m) if cfg.spike_clamp else m
+        if X is not None:
+            gap, at = missing_material(view, X, N, cfg.missing_margin_mm, MISSING_SPACING, near)
+            if cast is not None:  # CAD: a hole seen as nothing, or a narrow one seen through, pixel by pixel
+                void = void_through(cast, view, box, ref, vid)
+                seen = np.where(void, cfg.missing_cap_mm, behind_cad(cast, view.depth[box], shape,
+                                                                      cfg.missing_margin_mm))
+                gap[box] = np.where(seen > 0, np.fmax(seen, gap[box]), gap[box])
+                at[box] = np.where(seen > 0, cast.t, at[box])
+            rim = on_rim(np.minimum(gap, cfg.missing_cap_mm), at, view, cfg.missing_margin_mm, cfg.missing_rim_mm,
+                         MISSING_SPACING)
+            out = np.where(rim > 0, np.fmax(out, rim), out)
+        return out
 
     def _distances(self, q: np.ndarray, nq: np.ndarray, edge: np.ndarray, fg: np.ndarray, ref: dict, view: View,
                    near: np.ndarray, T_inv: np.ndarray, along: np.ndarray | None = None) -> np.ndarray:
@@ -460,6 +480,14 @@ class CadCast:
         """(h, w) |cosine| between each ray and its hit triangle's normal (NaN where no hit)."""
         return self._dot / np.linalg.norm(self.rays, axis=2)
 
+    @cached_property
+    def facing(self) -> np.ndarray:
+        """(h, w) bool: pixels whose 3 x 3 neighbourhood the CAD covers with surface facing the view (cosine above
+        ``MIN_FACING_COS``): not on its outline in the view (a registration a pixel off), not at a grazing angle."""
+        with np.errstate(invalid="ignore"):
+            facing = np.isfinite(self.t) & (self.cosine() > MIN_FACING_COS)
+        return ndimage.binary_erosion(facing, np.ones((3, 3), bool))
+
 
 def cad_cast(caster: MeshCaster, view: View, box: tuple[slice, slice], T: np.ndarray) -> CadCast:
     """Ray-cast the CAD reference through the pixels of ``box`` of ``view``; ``T``: (4, 4) the registration (test
@@ -476,14 +504,12 @@ def void_through(cast: CadCast, view: View, box: tuple[slice, slice], ref: dict,
     through a thin wall with no surface behind it): no depth measured, and the image at least ``VOID_DROP`` darker
     (log intensity) than the nominal part's local brightness at that surface point, seen by training view ``vid``
     (the same rig camera); a depth dropout on the part keeps its brightness. Pixels on the CAD's outline in the
-    view (a registration a pixel off) and hits at grazing angles (cosine below 0.3) are left out; kept regions are
-    opened by 2 x 2 (a hole is a blob)."""
+    view (a registration a pixel off) and hits at grazing angles (cosine below ``MIN_FACING_COS``) are left out;
+    kept regions are opened by 2 x 2 (a hole is a blob)."""
     out = np.zeros(cast.t.shape, bool)
     if "bright_lo" not in ref:
         return out
-    with np.errstate(invalid="ignore"):
-        facing = np.isfinite(cast.t) & (cast.cosine() > 0.3)
-    cand = ndimage.binary_erosion(facing, np.ones((3, 3), bool)) & (view.depth[box] <= 0)
+    cand = cast.facing & (view.depth[box] <= 0)
     if not cand.any():
         return out
     v, u, z, inside = nearest_pixel(cast.origin + cast.t[cand][:, None] * cast.rays[cand], ref["cameras"][vid])
@@ -491,6 +517,20 @@ def void_through(cast: CadCast, view: View, box: tuple[slice, slice], ref: dict,
     with np.errstate(invalid="ignore"):
         out[cand] = np.log(image_to_gray(view.image)[box][cand] + 0.02) < nominal - VOID_DROP
     return ndimage.binary_opening(out, np.ones((2, 2), bool))
+
+
+def behind_cad(cast: CadCast, depth: np.ndarray, shape: np.ndarray, margin: float) -> np.ndarray:
+    """(h, w) gap (mm of test depth) where the pixels of a box see a nominal surface more than ``margin`` behind a
+    CAD surface that faces the view (:attr:`CadCast.facing`): a narrow hole or slot whose far side the scanner
+    measures. ``depth``: (h, w) the box's test depth; ``shape``: (h, w) the pixels' shape scores (mm; NaN where
+    none): only pixels scoring below ``RAY_TRUST_MM`` count (the surface seen is the part's own, such as the far
+    wall of a hollow part; a dent's floor scores its depth itself). Regions are opened by 2 x 2 (pixels, not the
+    cells of :func:`missing_material`, so that a hole a few pixels wide counts)."""
+    with np.errstate(invalid="ignore"):
+        gap = np.where(depth > 0, depth - cast.t, 0.0)
+        hit = cast.facing & (gap > margin) & (shape < RAY_TRUST_MM)
+    hit = ndimage.binary_opening(hit, np.ones((2, 2), bool))
+    return np.where(hit, gap, 0.0).astype(np.float32)
 
 
 def _cad_distance(q: np.ndarray, nq: np.ndarray, edge: np.ndarray, fg: np.ndarray, ref: dict,
@@ -524,7 +564,8 @@ def missing_material(view: View, points: np.ndarray, normals: np.ndarray, margin
     """Where ``view`` sees through the reference surface: (H, W) gap in mm and (H, W) reference depth (0 elsewhere).
 
     ``points``, ``normals``: (P, 3) the reference surface in the view's world frame, about ``spacing`` mm apart.
-    The points facing the camera are z-buffered on cells of k x k pixels (k: the smallest whose footprint covers
+    The points facing the camera (cosine above ``MIN_FACING_COS``: an edge-on fin thinner than a cell is no wall
+    to see through) are z-buffered on cells of k x k pixels (k: the smallest whose footprint covers
     1.5 spacings, so the rendered surface has no gaps); a cell counts where the rendered surface covers it and its
     8 neighbours (not on the reference's outline, where a registration a pixel off would mimic it), all its
     pixels are measured and their nearest measured depth over 3 x 3 (:func:`free_space_depth`) lies more than
@@ -538,7 +579,9 @@ def missing_material(view: View, points: np.ndarray, normals: np.ndarray, margin
         return gap, at
     k = _cell_px(view, spacing)
     h, w = -(-H // k), -(-W // k)
-    facing = np.einsum("pc,pc->p", normals, cam.center - points) > 0
+    to_cam = cam.center - points
+    cos = np.einsum("pc,pc->p", normals, to_cam) / np.maximum(np.linalg.norm(to_cam, axis=1), 1e-9)
+    facing = cos > MIN_FACING_COS  # grazing surfaces left out: an edge-on fin thinner than a cell is not a wall
     uv, z = project_points(points[facing], cam)
     u, v = np.floor((uv[:, 0] + 0.5) / k).astype(np.int64), np.floor((uv[:, 1] + 0.5) / k).astype(np.int64)
     ok = (z > 0) & (u >= 0) & (v >= 0) & (u < w) & (v < h)
