@@ -214,11 +214,18 @@ def test_brightness_leaves_out_background_and_saturated_pixels():
     img[~fg] = 0.0  # a black background must not darken the part's edge
     img[30:33, 30:33] = 1.0  # a saturated highlight must not brighten its neighbours
     depth = np.where(fg, 500.0, 0.0).astype(np.float32)
-    b = brightness(img, fg, cam, depth, sigma_mm=10.0)
+    b = brightness(img, fg, cam, depth, sigma_mm=10.0)  # sigma: 2 pixels
     assert np.isnan(b[:8]).all()
     inner = fg.copy()
-    inner[30:33, 30:33] = False
+    inner[24:39, 24:39] = False  # beyond 3 sigma of the highlight
     assert np.allclose(b[inner], np.log(0.5 + 0.02), atol=1e-5)
+    # next to the highlight the average lacks it, and whether a facet flashes depends on the pose: unknown there
+    assert np.isnan(b[29:34, 29:34]).all()
+    assert np.allclose(b[fg & np.isfinite(b)], np.log(0.5 + 0.02), atol=1e-5)
+    img[30:33, 30:33] = 0.5
+    img[31, 31] = 1.0  # a single flashing pixel holds too little of the Gaussian to blank its neighbours
+    b = brightness(img, fg, cam, depth, sigma_mm=10.0)
+    assert np.isfinite(b[30:33, 30:33]).all()
     with pytest.raises(ValueError, match="differ in shape"):
         brightness(img, fg[:10], cam, depth, 10.0)
 

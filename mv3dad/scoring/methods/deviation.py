@@ -77,6 +77,7 @@ CONFIG_FILE = "deviation.json"
 MISSING_SPACING = 2.0  # mm between the reference points rendered for the missing-material test
 PIECE_SHARE = 0.01  # a piece of a view's foreground counts as the part from this share of the largest piece
 HIGHLIGHT = 0.9  # intensity from which a pixel is a highlight (a flat facet flashes under a small pose change)
+HIGHLIGHT_SHARE = 0.02  # local brightness unknown where highlights hold more than this share of its Gaussian
 VOID_DROP = 1.0  # log intensity by which a pixel seeing nothing through the CAD is darker than the nominal part
 RAY_TRUST_MM = 1.0  # CAD reference: a pixel's ray-cast distance is its distance when at most this (else checked)
 MIN_FACING_COS = 0.3  # see-through tests: a reference surface counts when its normal is this close to the view ray
@@ -674,8 +675,11 @@ def _bounding_box(mask: np.ndarray, pad: int) -> tuple[slice, slice]:
 def brightness(image: np.ndarray, fg: np.ndarray, camera: Camera, depth: np.ndarray, sigma_mm: float
                ) -> np.ndarray:
     """(H, W) float32 local brightness: ``log(intensity + 0.02)`` (the offset damps dark-pixel noise) of the ``fg``
-    pixels below ``HIGHLIGHT`` intensity only, averaged by a Gaussian of ``sigma_mm`` on the part (converted to pixels at the
-    view's median foreground depth); NaN where the Gaussian holds less than a quarter of its weight in such pixels.
+    pixels below ``HIGHLIGHT`` intensity only, averaged by a Gaussian of ``sigma_mm`` on the part (converted to
+    pixels at the view's median foreground depth); NaN where the Gaussian holds less than a quarter of its weight in
+    such pixels, or more than ``HIGHLIGHT_SHARE`` of it in highlights at least 2 x 2 pixels wide (there the average
+    lacks the bright side of a facet edge, and whether a facet flashes depends on the pose: the two scans' averages
+    would differ; a lone bright pixel is noise).
 
     ``image``: (H, W) or (H, W, 3) in [0, 1]; ``fg``: (H, W) bool; ``depth``: (H, W) mm.
     """
@@ -691,7 +695,9 @@ def brightness(image: np.ndarray, fg: np.ndarray, camera: Camera, depth: np.ndar
     w = ok[box].astype(np.float32)
     num = ndimage.gaussian_filter(np.log(g[box] + 0.02) * w, sigma, mode="constant")
     den = ndimage.gaussian_filter(w, sigma, mode="constant")
-    out[box] = np.where(den > 0.25, num / np.maximum(den, 1e-6), np.nan)
+    flashing = ndimage.binary_opening((fg & ~ok)[box], np.ones((2, 2), bool))  # a facet, not a lone bright pixel
+    flash = ndimage.gaussian_filter(flashing.astype(np.float32), sigma, mode="constant")
+    out[box] = np.where((den > 0.25) & (flash <= HIGHLIGHT_SHARE), num / np.maximum(den, 1e-6), np.nan)
     return out
 
 
