@@ -66,7 +66,8 @@ from mv3dad.encoders.preprocess import image_to_gray
 from mv3dad.geometry.camera import Camera
 from mv3dad.geometry.projection import depth_to_point_image, nearest_pixel, point_image_normals, project_points
 from mv3dad.geometry.raycast import MeshCaster, pixel_rays
-from mv3dad.geometry.registration import apply, global_align, invert, register, voxel_index, voxel_mean
+from mv3dad.geometry.registration import (Registration, apply, global_align, invert, register, voxel_index,
+                                          voxel_mean)
 from mv3dad.io.atomic import atomic_file, atomic_write
 from mv3dad.scoring.background import foreground_mask
 from mv3dad.scoring.methods.base import Features, FitContext, Method, ScoreOptions, ViewScores, register_method
@@ -81,6 +82,7 @@ HIGHLIGHT_SHARE = 0.02  # local brightness unknown where highlights hold more th
 VOID_DROP = 1.0  # log intensity by which a pixel seeing nothing through the CAD is darker than the nominal part
 RAY_TRUST_MM = 1.0  # CAD reference: a pixel's ray-cast distance is its distance when at most this (else checked)
 MIN_FACING_COS = 0.3  # see-through tests: a reference surface counts when its normal is this close to the view ray
+OWN_SURFACE_MM = 1.0  # behind_cad: a pixel scoring below this (shape, mm) sees a surface of the part itself
 
 
 @dataclass
@@ -349,8 +351,8 @@ class DeviationMethod(Method):
                 for view, p, f, vid in zip(sample.views, P, fg, opts.view_ids)]
         return ViewScores(pixels=np.stack(maps), info={"registration": reg.to_dict()})
 
-    def _view_map(self, ref: dict, reg, view: View, p: np.ndarray, f: np.ndarray, vid: int, X: np.ndarray | None,
-                  N: np.ndarray | None) -> np.ndarray:
+    def _view_map(self, ref: dict, reg: Registration, view: View, p: np.ndarray, f: np.ndarray, vid: int,
+                  X: np.ndarray | None, N: np.ndarray | None) -> np.ndarray:
         """(H, W) float32 score map of one test view (NaN off the part) given the registration ``reg``: ``p``
         (H, W, 3) its points, ``f`` (H, W) its measured foreground, ``vid`` the training view of the same rig
         camera, ``X``, ``N``: the missing-material test's reference points and normals in the test frame (None:
@@ -524,12 +526,12 @@ def behind_cad(cast: CadCast, depth: np.ndarray, shape: np.ndarray, margin: floa
     """(h, w) gap (mm of test depth) where the pixels of a box see a nominal surface more than ``margin`` behind a
     CAD surface that faces the view (:attr:`CadCast.facing`): a narrow hole or slot whose far side the scanner
     measures. ``depth``: (h, w) the box's test depth; ``shape``: (h, w) the pixels' shape scores (mm; NaN where
-    none): only pixels scoring below ``RAY_TRUST_MM`` count (the surface seen is the part's own, such as the far
+    none): only pixels scoring below ``OWN_SURFACE_MM`` count (the surface seen is the part's own, such as the far
     wall of a hollow part; a dent's floor scores its depth itself). Regions are opened by 2 x 2 (pixels, not the
     cells of :func:`missing_material`, so that a hole a few pixels wide counts)."""
     with np.errstate(invalid="ignore"):
         gap = np.where(depth > 0, depth - cast.t, 0.0)
-        hit = cast.facing & (gap > margin) & (shape < RAY_TRUST_MM)
+        hit = cast.facing & (gap > margin) & (shape < OWN_SURFACE_MM)
     hit = ndimage.binary_opening(hit, np.ones((2, 2), bool))
     return np.where(hit, gap, 0.0).astype(np.float32)
 
