@@ -2,7 +2,7 @@
 
 The object (its mesh, or a point cloud) is drawn light grey and semi-transparent; the voxels whose score is
 above the threshold are drawn as cubes coloured by score (colour map from the threshold up, with a scalar bar),
-the ground truth (when given) as blue voxel outlines. Several volumes are drawn as rows with one threshold,
+the ground truth (when given) as a blue outline. Several volumes are drawn as rows with one threshold,
 so a good part and a bad part compare at a glance. Off-screen rendering uses VTK's EGL window (or OSMesa), so no
 display is needed.
 """
@@ -151,7 +151,8 @@ def render_volumes(das: list[xr.DataArray], out: str | Path, objs: list | None =
             observed scores (a per-part threshold: prefer one from nominal parts, :func:`nominal_threshold`).
         config: drawing options.
         wheres: how to name each volume in error messages (e.g. its file name).
-        gts: per volume, a ground-truth volume (> 0 = defect) drawn as blue voxel outlines, or None.
+        gts: per volume, a ground-truth volume (> 0 = defect) drawn as a blue outline (the silhouette of its
+            surface grown by one voxel), or None.
         titles: per volume, a title drawn over its row.
         threshold_note: where the threshold comes from (shown in the legend).
 
@@ -205,7 +206,7 @@ def render_volumes(das: list[xr.DataArray], out: str | Path, objs: list | None =
                     plotter.add_mesh(obj, color=cfg.object_color, point_size=cfg.point_size,
                                      opacity=cfg.point_opacity)
                 if outline is not None:
-                    plotter.add_mesh(outline, color="blue", style="wireframe", line_width=1.0, opacity=0.3)
+                    plotter.add_silhouette(outline, color="blue", line_width=3.0)
                 if cubes is not None:
                     plotter.add_mesh(cubes, scalars="score", cmap=cfg.cmap, clim=clim,
                                      show_scalar_bar=(r == 0 and v == 0),
@@ -232,8 +233,11 @@ def render_volumes(das: list[xr.DataArray], out: str | Path, objs: list | None =
 
 
 def _gt_outline(gt: xr.DataArray, voxel_size: float):
-    """The ground truth's defect voxels as cube outlines (``pyvista.PolyData``), or None when it has none."""
+    """The boundary surface (``pyvista.PolyData``) of the ground truth's defect voxels grown by one voxel, or None
+    when it has none: drawn as its silhouette from each viewpoint, a loop just outside the scored voxels that does
+    not cover them (cube outlines of every voxel hid the scores of thin defects)."""
     import pyvista as pv
+    from scipy import ndimage
 
     from mv3dad.geometry.grid import VoxelGrid
 
@@ -241,6 +245,8 @@ def _gt_outline(gt: xr.DataArray, voxel_size: float):
     if not mask.any():
         return None
     g = VoxelGrid.from_dataarray(gt)
-    centres = pv.PolyData(g.index_to_world(np.argwhere(mask)))
-    return centres.glyph(geom=pv.Cube(x_length=g.voxel_size, y_length=g.voxel_size, z_length=g.voxel_size),
-                         scale=False, orient=False)
+    grown = np.pad(ndimage.binary_dilation(mask), 1)  # closed surfaces at the grid's border too
+    img = pv.ImageData(dimensions=grown.shape, spacing=(g.voxel_size,) * 3,
+                       origin=tuple(g.index_to_world(np.array([[-1, -1, -1]]))[0]))
+    img["defect"] = grown.astype(np.float32).ravel(order="F")
+    return img.contour([0.5], scalars="defect")
