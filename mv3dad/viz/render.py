@@ -191,7 +191,7 @@ def render_volumes(das: list[xr.DataArray], out: str | Path, objs: list | None =
                 cubes = pv.PolyData(prt.grid.index_to_world(np.argwhere(hot)))
                 cubes["score"] = prt.scores[hot]
                 cubes = cubes.glyph(geom=pv.Cube(x_length=vs, y_length=vs, z_length=vs), scale=False, orient=False)
-            outline = _gt_outline(gt, vs) if gt is not None else None
+            outline = _gt_outline(gt) if gt is not None else None
             if obj is None:
                 obj = pv.PolyData(prt.grid.index_to_world(np.argwhere(prt.observed)))
             elif not isinstance(obj, pv.PolyData):
@@ -232,7 +232,7 @@ def render_volumes(das: list[xr.DataArray], out: str | Path, objs: list | None =
     return out
 
 
-def _gt_outline(gt: xr.DataArray, voxel_size: float):
+def _gt_outline(gt: xr.DataArray):
     """The boundary surface (``pyvista.PolyData``) of the ground truth's defect voxels grown by one voxel, or None
     when it has none: drawn as its silhouette from each viewpoint, a loop just outside the scored voxels that does
     not cover them (cube outlines of every voxel hid the scores of thin defects)."""

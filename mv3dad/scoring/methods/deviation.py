@@ -373,7 +373,7 @@ class DeviationMethod(Method):
             along = None if cast is None else cast.along(view.depth[box])[f]
             m[f] = self._distances(q, normals[f] @ rot.T, edge[f], f, ref, view, near, invert(reg.transform),
                                    along)
-            shape = m.copy()
+            shape = None if cast is None else m.copy()  # behind_cad's shape scores, before appearance
             if cfg.appearance and "bright_lo" in ref:
                 m[f] = np.maximum(m[f], self._appearance(view, box, f, q, ref, vid))
             out[box] = clamp_spikes(m) if cfg.spike_clamp else m
