@@ -122,19 +122,14 @@ def depth_to_point_image(depth: np.ndarray, camera: Camera) -> np.ndarray:
 def point_image_normals(points: np.ndarray, center: np.ndarray, max_jump: float = 5.0) -> np.ndarray:
     """(H, W, 3) unit normals of a point image (central differences), facing the camera centre ``center``.
 
-    NaN where a neighbour is missing or more than ``max_jump`` mm away (depth discontinuities).
+    NaN where a neighbour is missing or more than ``max_jump`` mm away (depth discontinuities). Compiled
+    (:func:`mv3dad.geometry.compiled.image_normals`).
     """
     P = np.asarray(points, np.float64)
     if P.ndim != 3 or P.shape[2] != 3:
         raise ValueError(f"points must be (H, W, 3), got {P.shape}")
-    du = np.full_like(P, np.nan)
-    dv = np.full_like(P, np.nan)
-    du[:, 1:-1] = P[:, 2:] - P[:, :-2]
-    dv[1:-1] = P[2:] - P[:-2]
-    jump = (np.linalg.norm(du, axis=2) > 2 * max_jump) | (np.linalg.norm(dv, axis=2) > 2 * max_jump)
-    n = np.cross(du, dv)
-    n /= np.linalg.norm(n, axis=2, keepdims=True)
-    flip = np.sum(n * (np.asarray(center) - P), axis=2) < 0
-    n[flip] *= -1
-    n[jump] = np.nan
+    from mv3dad.geometry.compiled import image_normals
+
+    n = np.full_like(P, np.nan)
+    image_normals(np.ascontiguousarray(P), np.asarray(center, np.float64), float(max_jump), n)
     return n

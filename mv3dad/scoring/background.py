@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from mv3dad.geometry.camera import Camera
 from mv3dad.geometry.projection import depth_to_points
+from mv3dad.scoring.morphology import opening as square_opening
 
 
 def foreground_mask(depth: np.ndarray, camera: Camera | None = None, remove_plane: bool = False,
@@ -38,7 +39,7 @@ def foreground_mask(depth: np.ndarray, camera: Camera | None = None, remove_plan
             raise ValueError("foreground_mask: remove_plane needs the view's camera")
         mask &= ~support_plane_mask(depth, camera, plane_distance_mm, seed=seed)
     if opening > 1:
-        mask = ndimage.binary_opening(mask, structure=np.ones((opening, opening), bool))
+        mask = square_opening(mask, opening)
     if largest and mask.any():
         labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
         if n > 1:

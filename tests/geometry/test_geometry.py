@@ -105,3 +105,52 @@ def test_nearest_pixel_rounds_and_flags_points_outside():
     uv, _ = project_points(pts[:1], cam)
     assert (u[0], v[0]) == (round(uv[0, 0]), round(uv[0, 1])) and z[0] == pytest.approx(500.0)
     assert u[1] == v[1] == u[2] == v[2] == 0  # safe indices where not inside
+
+
+def _numpy_normals(P, center, max_jump=5.0):
+    """The reference formula: cross product of central differences, turned to the camera, NaN at jumps."""
+    du, dv = np.full_like(P, np.nan), np.full_like(P, np.nan)
+    du[:, 1:-1] = P[:, 2:] - P[:, :-2]
+    dv[1:-1] = P[2:] - P[:-2]
+    jump = (np.linalg.norm(du, axis=2) > 2 * max_jump) | (np.linalg.norm(dv, axis=2) > 2 * max_jump)
+    with np.errstate(invalid="ignore"):
+        n = np.cross(du, dv)
+        n /= np.linalg.norm(n, axis=2, keepdims=True)
+        n[np.sum(n * (center - P), axis=2) < 0] *= -1
+    n[jump] = np.nan
+    return n
+
+
+def test_compiled_point_image_normals_match_the_numpy_formula():
+    from mv3dad.geometry.projection import depth_to_point_image, point_image_normals
+
+    cam = _cam()
+    rng = np.random.default_rng(3)
+    depth = 100 + rng.normal(0, 0.2, (48, 64)) + np.linspace(0, 10, 64)[None]  # 1.25 mm pixels
+    depth[10:20, 30:40] += 30  # a step: NaN along its edges
+    depth[30:33, 5:9] = 0  # a hole
+    depth[:, 50] = 0
+    P = depth_to_point_image(depth, cam)
+    n = point_image_normals(P, cam.center)
+    ref = _numpy_normals(P, cam.center)
+    assert np.array_equal(n, ref, equal_nan=True)
+    ok = np.isfinite(n).all(axis=2)
+    assert ok.sum() > 1000 and np.isnan(n[10, 30:40]).all() and np.isnan(n[0]).all()
+    np.testing.assert_allclose(np.linalg.norm(n[ok], axis=1), 1.0, atol=1e-12)
+    assert (np.sum(n[ok] * (cam.center - P[ok]), axis=1) > 0).all()  # facing the camera
+
+
+def test_facing_zbuffer_keeps_the_nearest_facing_point_per_cell():
+    from mv3dad.geometry.compiled import facing_zbuffer
+
+    cam = _cam()
+    to_cam = cam.center / np.linalg.norm(cam.center)
+    pts = np.array([[0, 0, 0], [0, 0, 0], [30.0, 0, 0], [0, 0, 20.0]]) + to_cam * np.array([[0], [40], [0], [0]])
+    nrm = np.array([to_cam, to_cam, to_cam, -to_cam])  # the last one faces away: left out
+    zbuf = np.full((12, 16), np.inf)
+    facing_zbuffer(pts, nrm, cam.center, cam.R, cam.t, cam.K, 4, 0.3, zbuf)
+    uv, z = project_points(pts, cam)
+    cells = np.floor((uv + 0.5) / 4).astype(int)
+    assert zbuf[cells[1, 1], cells[1, 0]] == pytest.approx(z[1])  # the nearer of the two on one cell
+    assert zbuf[cells[2, 1], cells[2, 0]] == pytest.approx(z[2])
+    assert np.isfinite(zbuf).sum() == 2

@@ -1,0 +1,67 @@
+"""Numba-compiled inner loops of :mod:`mv3dad.geometry` (per-pixel and per-point work done once per test view).
+
+Imported lazily by the functions that use them (numba takes ~0.3 s to import). The arithmetic follows the NumPy
+functions it replaces operation by operation (no fast-math, no fused multiply-add), so results match them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, error_model="numpy")
+def image_normals(P, center, max_jump, out):  # pragma: no cover - compiled
+    """Unit normals of the (H, W, 3) float64 point image ``P`` into ``out`` (H, W, 3), which holds NaN: the cross
+    product of the central differences along rows and columns, turned towards ``center`` (3,); pixels whose
+    differences exceed ``2 * max_jump`` (a depth discontinuity), border pixels and NaN neighbours stay NaN."""
+    H, W = P.shape[0], P.shape[1]
+    lim = 2.0 * max_jump
+    for i in range(1, H - 1):
+        for j in range(1, W - 1):
+            ax = P[i, j + 1, 0] - P[i, j - 1, 0]
+            ay = P[i, j + 1, 1] - P[i, j - 1, 1]
+            az = P[i, j + 1, 2] - P[i, j - 1, 2]
+            bx = P[i + 1, j, 0] - P[i - 1, j, 0]
+            by = P[i + 1, j, 1] - P[i - 1, j, 1]
+            bz = P[i + 1, j, 2] - P[i - 1, j, 2]
+            if math.sqrt(ax * ax + ay * ay + az * az) > lim or math.sqrt(bx * bx + by * by + bz * bz) > lim:
+                continue
+            cx = ay * bz - az * by
+            cy = az * bx - ax * bz
+            cz = ax * by - ay * bx
+            length = math.sqrt(cx * cx + cy * cy + cz * cz)
+            cx, cy, cz = cx / length, cy / length, cz / length
+            if cx * (center[0] - P[i, j, 0]) + cy * (center[1] - P[i, j, 1]) + cz * (center[2] - P[i, j, 2]) < 0:
+                cx, cy, cz = -cx, -cy, -cz
+            out[i, j, 0] = cx
+            out[i, j, 1] = cy
+            out[i, j, 2] = cz
+
+
+@njit(cache=True, error_model="numpy")
+def facing_zbuffer(points, normals, center, R, t, K, k, min_cos, zbuf):  # pragma: no cover - compiled
+    """Z-buffer the (P, 3) world ``points`` whose unit ``normals`` face the camera (cosine with the direction to
+    ``center`` above ``min_cos``) on cells of ``k`` x ``k`` pixels: ``zbuf`` (h, w), filled with inf, keeps each
+    cell's nearest depth. ``R``, ``t``: world -> camera; ``K``: intrinsics; pixel centres at integers."""
+    h, w = zbuf.shape
+    for p in range(points.shape[0]):
+        dx, dy, dz = center[0] - points[p, 0], center[1] - points[p, 1], center[2] - points[p, 2]
+        dot = normals[p, 0] * dx + normals[p, 1] * dy + normals[p, 2] * dz
+        if not dot / max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-9) > min_cos:
+            continue
+        x = R[0, 0] * points[p, 0] + R[0, 1] * points[p, 1] + R[0, 2] * points[p, 2] + t[0]
+        y = R[1, 0] * points[p, 0] + R[1, 1] * points[p, 1] + R[1, 2] * points[p, 2] + t[1]
+        z = R[2, 0] * points[p, 0] + R[2, 1] * points[p, 1] + R[2, 2] * points[p, 2] + t[2]
+        if not z > 0:
+            continue
+        uw = K[0, 0] * x + K[0, 1] * y + K[0, 2] * z
+        vw = K[1, 0] * x + K[1, 1] * y + K[1, 2] * z
+        ww = K[2, 0] * x + K[2, 1] * y + K[2, 2] * z
+        cu = math.floor((uw / ww + 0.5) / k)
+        cv = math.floor((vw / ww + 0.5) / k)
+        if cu >= 0 and cv >= 0 and cu < w and cv < h and z < zbuf[int(cv), int(cu)]:
+            zbuf[int(cv), int(cu)] = z
+
