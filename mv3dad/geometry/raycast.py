@@ -47,9 +47,10 @@ class MeshCaster:
         directions = np.asarray(directions, np.float64)
         if directions.ndim != 2 or directions.shape[1] != 3:
             raise ValueError(f"directions must be (P, 3), got {directions.shape}")
-        rays = np.concatenate([np.broadcast_to(origins, directions.shape), directions], axis=1)
-        ans = self._scene.cast_rays(self._o3d.core.Tensor(rays.astype(np.float32)))
+        rays = np.empty((len(directions), 6), np.float32)  # open3d's layout: origin, direction
+        rays[:, :3], rays[:, 3:] = origins, directions
+        ans = self._scene.cast_rays(self._o3d.core.Tensor(rays))
         t = ans["t_hit"].numpy().astype(np.float64)
         n = ans["primitive_normals"].numpy().astype(np.float64)
-        n[~np.isfinite(t)] = np.nan
+        n[np.isinf(t)] = np.nan
         return t, n

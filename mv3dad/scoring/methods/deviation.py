@@ -70,7 +70,7 @@ from mv3dad.geometry.registration import (Registration, apply, global_align, inv
                                           voxel_mean)
 from mv3dad.io.atomic import atomic_file, atomic_write
 from mv3dad.scoring.background import foreground_mask
-from mv3dad.scoring.morphology import dilate, erode, opening
+from mv3dad.scoring.morphology import dilate, erode, neighbour_max, opening, window_reduce
 from mv3dad.scoring.methods.base import Features, FitContext, Method, ScoreOptions, ViewScores, register_method
 
 REFERENCE_FILE = "reference.npz"
@@ -658,11 +658,11 @@ def clamp_spikes(values: np.ndarray) -> np.ndarray:
     finite = np.isfinite(values)
     if not finite.any():
         return values
-    box = tuple(slice(max(int(i.min()) - 1, 0), int(i.max()) + 2) for i in np.nonzero(finite))  # observed part
+    box = tuple(slice(max(int(i[0]) - 1, 0), int(i[-1]) + 2)  # the observed part's bounding box
+                for i in (np.flatnonzero(finite.any(axis=tuple(a for a in range(values.ndim) if a != d)))
+                          for d in range(values.ndim)))
     v = np.where(finite[box], values[box], -np.inf)
-    fp = np.ones((3,) * values.ndim, bool)
-    fp[(1,) * values.ndim] = False
-    nb = ndimage.maximum_filter(v, footprint=fp, mode="constant", cval=-np.inf)
+    nb = neighbour_max(v)
     out = values.copy()
     out[box] = np.where(finite[box], np.minimum(values[box], np.where(np.isfinite(nb), nb, 0.0)), np.nan)
     return out
@@ -698,9 +698,11 @@ def brightness(image: np.ndarray, fg: np.ndarray, camera: Camera, depth: np.ndar
     w = ok[box].astype(np.float32)
     num = ndimage.gaussian_filter(np.log(g[box] + 0.02) * w, sigma, mode="constant")
     den = ndimage.gaussian_filter(w, sigma, mode="constant")
+    known = den > 0.25
     flashing = opening((fg & ~ok)[box], 2)  # a facet, not a lone bright pixel
-    flash = ndimage.gaussian_filter(flashing.astype(np.float32), sigma, mode="constant")
-    out[box] = np.where((den > 0.25) & (flash <= HIGHLIGHT_SHARE), num / np.maximum(den, 1e-6), np.nan)
+    if flashing.any():
+        known &= ndimage.gaussian_filter(flashing.astype(np.float32), sigma, mode="constant") <= HIGHLIGHT_SHARE
+    out[box] = np.where(known, num / np.maximum(den, 1e-6), np.nan)
     return out
 
 
@@ -719,8 +721,8 @@ def free_space_depth(depth: np.ndarray) -> np.ndarray:
     (a silhouette that lost its edge pixels shows only the far surface).
     """
     valid = depth > 0
-    near = ndimage.minimum_filter(np.where(valid, depth, np.inf), size=3, mode="nearest")
-    enough = ndimage.uniform_filter(valid.astype(np.float32), size=3, mode="nearest") * 9 >= 6.5
+    near = window_reduce(np.where(valid, depth, np.inf).astype(np.float32), 3, np.minimum, 1)  # edges repeated
+    enough = window_reduce(valid.astype(np.int8), 3, np.add, 1) >= 7
     return np.where(enough & np.isfinite(near), near, 0).astype(np.float32)
 
 
