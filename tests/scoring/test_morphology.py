@@ -29,3 +29,20 @@ def test_opening_keeps_a_blob_and_drops_a_speck():
     assert out[3:8, 3:8].all() and not out[15, 15] and out.sum() == 25
     with pytest.raises(ValueError, match="must be"):
         erode(np.zeros((3, 3, 3), bool), 3)
+
+
+@pytest.mark.parametrize("shape", [(23, 31), (7, 9, 11)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_neighbour_max_and_window_minimum_match_scipy(shape, dtype):
+    from mv3dad.scoring.morphology import neighbour_max, window_reduce
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=shape).astype(dtype)
+    x[rng.random(shape) < 0.2] = -np.inf
+    fp = np.ones((3,) * len(shape), bool)
+    fp[(1,) * len(shape)] = False
+    assert np.array_equal(neighbour_max(x), ndimage.maximum_filter(x, footprint=fp, mode="constant", cval=-np.inf))
+    assert np.array_equal(window_reduce(x, 3, np.minimum, 1), ndimage.minimum_filter(x, size=3, mode="nearest"))
+    spike = np.zeros(shape, dtype)
+    spike[(3,) * len(shape)] = 5.0
+    assert neighbour_max(spike)[(3,) * len(shape)] == 0.0  # its own value is left out
