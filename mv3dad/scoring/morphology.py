@@ -80,3 +80,30 @@ def neighbour_max(x: np.ndarray) -> np.ndarray:
         return np.maximum(out, excluded(rest)) if rest else out
 
     return excluded(tuple(range(x.ndim)))
+
+
+LINE_DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))  # rows, columns, both diagonals (pixel steps)
+
+
+def shift(x: np.ndarray, dy: int, dx: int, fill=0) -> np.ndarray:
+    """(H, W) ``y[i, j] = x[i + dy, j + dx]`` (``fill`` where that falls outside ``x``)."""
+    H, W = x.shape
+    out = np.full(x.shape, fill, x.dtype)
+    out[max(-dy, 0):H - max(dy, 0), max(-dx, 0):W - max(dx, 0)] = \
+        x[max(dy, 0):H - max(-dy, 0), max(dx, 0):W - max(-dx, 0)]
+    return out
+
+
+def line_opening(mask: np.ndarray, length: int) -> np.ndarray:
+    """(H, W) bool: the pixels of ``mask`` (H, W) on a run of at least ``length`` pixels of it along a row, a
+    column or a diagonal (the union of its openings by the four lines of ``length`` pixels): a slot a pixel wide
+    stays, isolated pixels and pairs go."""
+    mask = _check(mask)
+    out = np.zeros(mask.shape, bool)
+    for dy, dx in LINE_DIRECTIONS:
+        starts = mask.copy()  # the run of `length` from this pixel on lies in the mask
+        for j in range(1, length):
+            starts &= shift(mask, j * dy, j * dx, False)
+        for j in range(length):
+            out |= shift(starts, -j * dy, -j * dx, False)
+    return out

@@ -452,15 +452,40 @@ def test_smooth_on_estimates_the_noise_and_the_error_of_each_average():
     values = rng.normal(0.0, 0.1, mask.sum())  # a flat surface with 0.1 mm of noise per pixel
     use = np.ones(mask.sum(), bool)
     use.reshape(60, 60)[20:40, 20:40] = False  # a depth discontinuity's band: not averaged in
-    mean, err = _smooth_on(values, mask, 3, use)
+    mean, err, _ = _smooth_on(values, mask, 3, use)
     err = err.reshape(60, 60)
     assert err[10, 10] == pytest.approx(0.1 / 3, rel=0.15)  # a full 3 x 3 window: sigma / 3
     assert err[30, 30] == pytest.approx(0.1, rel=0.15)  # no usable neighbour: the pixel's own noise
     assert err[20, 20] > err[10, 10]  # a corner of the band averages 5 pixels
     assert mean.reshape(60, 60)[30, 30] == values.reshape(60, 60)[30, 30]
     assert np.abs(mean.reshape(60, 60)[:15, :15]).max() < np.abs(values.reshape(60, 60)[:15, :15]).max()
-    same, zero = _smooth_on(values, mask, 1, use)
+    same, zero, _ = _smooth_on(values, mask, 1, use)
     assert np.array_equal(same, values) and not zero.any()
+
+
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_a_scratch_narrower_than_a_pixel_keeps_its_depth_along_lines(diagonal):
+    """A line of single pixels 0.5 mm deep in 0.15 mm of noise: the 3 x 3 average spreads it to a third, below
+    its noise penalty; the line average along it keeps it, and on noise alone the line score stays small."""
+    from mv3dad.scoring.methods.deviation import _smooth_on, line_score
+
+    rng = np.random.default_rng(1)
+    mask = np.ones((80, 80), bool)
+    img = rng.normal(0.0, 0.15, mask.shape)
+    line = np.zeros(mask.shape, bool)
+    k = np.arange(20, 60)
+    line[k, k if diagonal else 40] = True
+    use = np.ones(mask.sum(), bool)
+    noise_only = line_score(img[mask], mask, use, 5, 0.15, 2.0).reshape(mask.shape)
+    img[line] -= 0.5
+    values = img[mask]
+    mean, err, sigma = _smooth_on(values, mask, 3, use)
+    square = np.maximum(np.abs(mean) - 2.0 * err, 0).reshape(mask.shape)
+    lines = line_score(values, mask, use, 5, sigma, 2.0).reshape(mask.shape)
+    assert sigma == pytest.approx(0.15 * 1.1, rel=0.2)  # the scratch adds a little to the robust spread
+    assert np.median(lines[line]) > 0.15 > np.median(square[line])
+    assert np.percentile(noise_only, 99.9) < 0.15 and noise_only.max() < 0.3
+    assert not line_score(values, mask, np.zeros_like(use), 5, sigma, 2.0).any()  # no usable pixels: no score
 
 
 @pytest.mark.parametrize("cos, seen", [(0.17, False), (0.5, True)])
@@ -495,4 +520,33 @@ def test_behind_cad_finds_a_slot_a_few_pixels_wide_seen_through_the_cad():
     assert np.allclose(gap[inside[box]], 50.0, atol=0.1) and not gap[~inside[box]].any()
     assert not (missing_material(view, pts, nrm, margin=3.0, spacing=2.0)[1] > 0).any()  # the cells miss it
     assert not behind_cad(cast, view.depth[box], shape + 3.0, margin=3.0).any()
+
+
+def test_behind_cad_keeps_a_slot_one_pixel_wide_but_not_pairs_or_a_line_along_a_cad_step():
+    """A diagonal slot a pixel wide is kept (a run of 3), a pair of see-through pixels is not; a run along the CAD's
+    own depth step (a plate 20 mm above the other half) is not either: there a registration a pixel off makes one."""
+    from mv3dad.geometry.raycast import MeshCaster
+    from mv3dad.scoring.methods.deviation import behind_cad, cad_cast
+
+    view, *_ = _plate_view(hole=False)
+    k = np.arange(95, 105)
+    view.depth[k, k] = 1050.0  # the slot
+    view.depth[80, 80:82] = 1050.0  # a pair
+    quad = np.array([[0, 1, 2], [0, 2, 3]])
+    caster = MeshCaster(np.array([[-100.0, -100, 0], [100, -100, 0], [100, 100, 0], [-100, 100, 0]]), quad)
+    box = (slice(60, 140), slice(60, 140))
+    cast = cad_cast(caster, view, box, np.eye(4))
+    shape = np.zeros(cast.t.shape, np.float32)
+    gap = behind_cad(cast, view.depth[box], shape, margin=3.0)
+    assert (gap[k - 60, k - 60] > 45).all() and gap[20, 20:22].sum() == 0 and (gap > 0).sum() == len(k)
+    step = MeshCaster(np.array([[-100.0, -100, 0], [100, -100, 0], [100, 0, 0], [-100, 0, 0],
+                                [-100, 0, -20], [100, 0, -20], [100, 100, -20], [-100, 100, -20]]),
+                      np.concatenate([quad, quad + 4]))
+    cast = cad_cast(step, view, box, np.eye(4))
+    rows = np.flatnonzero(np.isfinite(cast.t).all(axis=1) & (np.abs(np.diff(cast.t, axis=0, append=np.nan)) > 10)
+                          .any(axis=1))
+    assert len(rows)  # the CAD's depth step lies along a row of the box
+    depth = np.where(np.isfinite(cast.t), cast.t, 0)
+    depth[rows[0], 10:40] += 30.0  # a run of see-through pixels along the step
+    assert not behind_cad(cast, depth, shape, margin=3.0)[rows[0], 10:40].any()
 

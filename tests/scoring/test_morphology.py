@@ -46,3 +46,18 @@ def test_neighbour_max_and_window_minimum_match_scipy(shape, dtype):
     spike = np.zeros(shape, dtype)
     spike[(3,) * len(shape)] = 5.0
     assert neighbour_max(spike)[(3,) * len(shape)] == 0.0  # its own value is left out
+
+
+def test_line_opening_keeps_runs_of_three_in_any_of_four_directions():
+    from mv3dad.scoring.morphology import line_opening
+
+    m = np.zeros((12, 12), bool)
+    m[1, 1:4] = True  # a row run
+    m[4:7, 9] = True  # a column run
+    m[[9, 10, 11], [2, 1, 0]] = True  # an anti-diagonal run
+    m[8, 8] = m[9, 9] = True  # a diagonal pair
+    m[5, 4] = True  # a lone pixel
+    out = line_opening(m, 3)
+    assert out[1, 1:4].all() and out[4:7, 9].all() and out[[9, 10, 11], [2, 1, 0]].all()
+    assert not out[8, 8] and not out[9, 9] and not out[5, 4] and out.sum() == 9
+    assert np.array_equal(line_opening(m, 1), m)

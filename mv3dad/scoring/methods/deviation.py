@@ -70,7 +70,8 @@ from mv3dad.geometry.registration import (Registration, apply, global_align, inv
                                           voxel_mean)
 from mv3dad.io.atomic import atomic_file, atomic_write
 from mv3dad.scoring.background import foreground_mask
-from mv3dad.scoring.morphology import dilate, erode, neighbour_max, opening, window_reduce
+from mv3dad.scoring.morphology import (LINE_DIRECTIONS, dilate, erode, line_opening, neighbour_max, opening,
+                                      window_reduce)
 from mv3dad.scoring.methods.base import Features, FitContext, Method, ScoreOptions, ViewScores, register_method
 
 REFERENCE_FILE = "reference.npz"
@@ -113,6 +114,9 @@ class DeviationConfig:
         smooth: the signed distances are averaged over this many pixels square in each view before scoring
             (1 = off; pixels next to a depth discontinuity are left out): it halves the scanner noise and keeps
             mm-wide scratches.
+        line_length: CAD reference: the signed distances are also averaged along lines of this many pixels in 4
+            directions (:func:`line_score`; 1 = off), and each pixel keeps the larger of its square and line scores:
+            a scratch narrower than a pixel keeps its depth along its length, which the square average spreads.
         stride: registration uses every ``stride``-th pixel of each view in both directions (speed).
         spike_clamp: clamp each pixel to the largest of its 8 neighbours and each voxel to the largest of its 26
             (removes single-pixel and single-voxel spikes, keeps anything two wide).
@@ -152,6 +156,7 @@ class DeviationConfig:
     lateral_gate_mm: float = 2.0
     cad_spacing: float = 0.75
     smooth: int = 3
+    line_length: int = 5
     stride: int = 3
     spike_clamp: bool = True
     appearance: bool = True
@@ -402,7 +407,7 @@ class DeviationMethod(Method):
             return _cad_distance(q, nq, edge, fg, ref, along, cfg).astype(np.float32)
         idx, dist, facing = _nearest_facing(ref["tree"], ref["normals"], q, nq)
         r, n, sig = ref["points"][idx], ref["normals"][idx], ref["sigma"][idx]
-        d, err = _smooth_on(np.sum((q - r) * n, axis=1), fg, cfg.smooth, ~edge)
+        d, err, _ = _smooth_on(np.sum((q - r) * n, axis=1), fg, cfg.smooth, ~edge)
         lateral = np.sqrt(np.maximum(dist ** 2 - d ** 2, 0))
         score = np.maximum(np.abs(d) - cfg.noise_k * sig - cfg.noise_penalty * err, 0).astype(np.float32)
         # trusted without a free-space test: material missing under a reference surface that faces the same way,
@@ -529,12 +534,19 @@ def behind_cad(cast: CadCast, depth: np.ndarray, shape: np.ndarray, margin: floa
     CAD surface that faces the view (:attr:`CadCast.facing`): a narrow hole or slot whose far side the scanner
     measures. ``depth``: (h, w) the box's test depth; ``shape``: (h, w) the pixels' shape scores (mm; NaN where
     none): only pixels scoring below ``OWN_SURFACE_MM`` count (the surface seen is the part's own, such as the far
-    wall of a hollow part; a dent's floor scores its depth itself). Regions are opened by 2 x 2 (pixels, not the
-    cells of :func:`missing_material`, so that a hole a few pixels wide counts)."""
+    wall of a hollow part; a dent's floor scores its depth itself). Kept: blocks of 2 x 2 pixels (pixels, not the
+    cells of :func:`missing_material`, so that a hole a few pixels wide counts), and runs of 3 pixels along a row, a
+    column or a diagonal (:func:`line_opening`: a slot narrower than two pixels) away from the CAD's own depth steps
+    (3 x 3 windows whose CAD depth spans more than ``margin``: along an occluding edge of the CAD, a registration a
+    pixel off would make such a run)."""
     with np.errstate(invalid="ignore"):
         gap = np.where(depth > 0, depth - cast.t, 0.0)
         hit = cast.facing & (gap > margin) & (shape < OWN_SURFACE_MM)
-    hit = opening(hit, 2)
+    if not hit.any():
+        return np.zeros(hit.shape, np.float32)
+    t = np.where(np.isfinite(cast.t), cast.t, np.inf)
+    step = window_reduce(t, 3, np.maximum, 1) - window_reduce(t, 3, np.minimum, 1) > margin
+    hit = opening(hit, 2) | line_opening(hit & ~step, 3)
     return np.where(hit, gap, 0.0).astype(np.float32)
 
 
@@ -560,8 +572,11 @@ def _cad_distance(q: np.ndarray, nq: np.ndarray, edge: np.ndarray, fg: np.ndarra
         take = ~(np.abs(s[check]) <= np.where(far, dist_c, np.abs(d_c)))  # NaN (no hit) -> take
         s[check] = np.where(take, d_c, s[check])
         lone[check], dist[check] = take & far, dist_c
-    d, err = _smooth_on(s, fg, cfg.smooth, ~edge)
-    return np.where(lone, dist, np.maximum(np.abs(d) - cfg.noise_penalty * err, 0))
+    d, err, sigma = _smooth_on(s, fg, cfg.smooth, ~edge)
+    score = np.maximum(np.abs(d) - cfg.noise_penalty * err, 0)
+    if cfg.line_length > 1:  # scratches narrower than a pixel: averaged along lines too
+        score = np.maximum(score, line_score(s, fg, ~edge & ~lone, cfg.line_length, sigma, cfg.noise_penalty))
+    return np.where(lone, dist, score)
 
 
 def missing_material(view: View, points: np.ndarray, normals: np.ndarray, margin: float, spacing: float,
@@ -790,14 +805,14 @@ def _nearest_facing(tree: cKDTree, normals: np.ndarray, q: np.ndarray, nq: np.nd
 
 
 def _smooth_on(values: np.ndarray, mask: np.ndarray, size: int, use: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
+               ) -> tuple[np.ndarray, np.ndarray, float]:
     """(P,) ``values`` of the ``mask`` (H, W) pixels averaged over the ``size`` x ``size`` window of each, over the
     pixels flagged ``use`` (P,) only (so values next to a depth discontinuity do not spread), and (P,) the standard
     error of each average: the view's single-pixel noise (robust spread of the used values about their window
     averages) over the square root of the pixels averaged. A pixel whose window holds none keeps its value (error:
-    the single-pixel noise). size <= 1 returns the values unchanged, with zero errors."""
+    the single-pixel noise), and that single-pixel noise. size <= 1 returns the values unchanged, with zero errors."""
     if size <= 1:
-        return values, np.zeros(len(values))
+        return values, np.zeros(len(values)), 0.0
     img = np.zeros(mask.shape)
     wgt = np.zeros(mask.shape)
     img[mask] = np.where(use, values, 0.0)
@@ -809,4 +824,33 @@ def _smooth_on(values: np.ndarray, mask: np.ndarray, size: int, use: np.ndarray
     inner = use & (n == size * size)  # the residual of a full window's centre has variance sigma^2 (1 - 1/n)
     resid = (values - mean)[inner]
     sigma = 1.4826 * np.median(np.abs(resid)) * size / np.sqrt(size * size - 1) if len(resid) >= 50 else 0.0
-    return mean.astype(values.dtype), sigma / np.sqrt(np.maximum(n, 1))
+    return mean.astype(values.dtype), sigma / np.sqrt(np.maximum(n, 1)), float(sigma)
+
+
+def line_score(values: np.ndarray, mask: np.ndarray, use: np.ndarray, length: int, sigma: float, penalty: float
+               ) -> np.ndarray:
+    """(P,) scratch score of the ``mask`` (H, W) pixels: over 4 directions (:data:`LINE_DIRECTIONS`), the largest
+    ``|mean| - penalty * sigma / sqrt(n)`` (0 at least) of ``values`` (P,) averaged along a line of ``length``
+    pixels centred on the pixel, over the ``n`` pixels flagged ``use`` (P,) on it (at least 3; else 0).
+
+    A scratch narrower than a pixel shows its depth on a line of single pixels that a square average spreads
+    into the surface around it; a line average along it keeps the depth and still averages out the noise
+    (``sigma``: the single-pixel noise, from :func:`_smooth_on`).
+    """
+    H, W = mask.shape
+    r = length // 2
+    img = np.zeros((H + 2 * r, W + 2 * r), np.float32)
+    wgt = np.zeros((H + 2 * r, W + 2 * r), np.float32)
+    img[r:r + H, r:r + W][mask] = np.where(use, values, 0.0)
+    wgt[r:r + H, r:r + W][mask] = use
+    best = np.zeros((H, W), np.float32)
+    for dy, dx in LINE_DIRECTIONS:
+        total, count = np.zeros((H, W), np.float32), np.zeros((H, W), np.float32)
+        for j in range(-r, r + 1):
+            window = (slice(r + j * dy, r + j * dy + H), slice(r + j * dx, r + j * dx + W))
+            total += img[window]
+            count += wgt[window]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            score = np.abs(total / count) - penalty * sigma / np.sqrt(count)
+        best = np.where(count >= 3, np.fmax(best, score), best)
+    return np.maximum(best, 0.0)[mask]
