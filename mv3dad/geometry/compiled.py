@@ -1,4 +1,5 @@
-"""Numba-compiled inner loops of :mod:`mv3dad.geometry` (per-pixel and per-point work done once per test view).
+"""Numba-compiled inner loops (per-pixel and per-point work done once per test view): point-image normals and the
+z-buffer of :mod:`mv3dad.geometry`, and the line averages of the ``deviation`` maps.
 
 Imported lazily by the functions that use them (numba takes ~0.3 s to import). The arithmetic follows the NumPy
 functions it replaces operation by operation (no fast-math, no fused multiply-add), so results match them.
@@ -65,3 +66,37 @@ def facing_zbuffer(points, normals, center, R, t, K, k, min_cos, zbuf):  # pragm
         if cu >= 0 and cv >= 0 and cu < w and cv < h and z < zbuf[int(cv), int(cu)]:
             zbuf[int(cv), int(cu)] = z
 
+
+
+@njit(cache=True, error_model="numpy")
+def best_line_score(v, w, mask, inv, pen, out):  # pragma: no cover - compiled
+    """For each ``mask`` (H, W) pixel: over the lines of 5 pixels centred on it along a row, a column and both
+    diagonals, the largest ``|sum| inv[n] - pen[n]`` of the values (``n`` used pixels on the line, at least 3), at
+    least 0, into ``out`` (H, W). ``v``: (H + 4, W + 4) float32, padded by 2 with zeros, the values (0 where
+    unused); ``w``: the same shape, int64, 1 where used; ``inv``, ``pen``: (6,) float32 per count, ``1 / n`` and
+    the noise penalty. (The taps are written out: with the offsets as variables the loop runs 4x slower.)"""
+    H, W = mask.shape
+    for i in range(H):
+        for j in range(W):
+            if not mask[i, j]:
+                continue
+            a = i + 2
+            b = j + 2
+            best = np.float32(0.0)
+            t = v[a, b - 2] + v[a, b - 1] + v[a, b] + v[a, b + 1] + v[a, b + 2]  # along the row
+            c = w[a, b - 2] + w[a, b - 1] + w[a, b] + w[a, b + 1] + w[a, b + 2]
+            if c >= 3:
+                best = max(best, abs(t * inv[c]) - pen[c])
+            t = v[a - 2, b] + v[a - 1, b] + v[a, b] + v[a + 1, b] + v[a + 2, b]  # along the column
+            c = w[a - 2, b] + w[a - 1, b] + w[a, b] + w[a + 1, b] + w[a + 2, b]
+            if c >= 3:
+                best = max(best, abs(t * inv[c]) - pen[c])
+            t = v[a - 2, b - 2] + v[a - 1, b - 1] + v[a, b] + v[a + 1, b + 1] + v[a + 2, b + 2]  # diagonal
+            c = w[a - 2, b - 2] + w[a - 1, b - 1] + w[a, b] + w[a + 1, b + 1] + w[a + 2, b + 2]
+            if c >= 3:
+                best = max(best, abs(t * inv[c]) - pen[c])
+            t = v[a - 2, b + 2] + v[a - 1, b + 1] + v[a, b] + v[a + 1, b - 1] + v[a + 2, b - 2]  # anti-diagonal
+            c = w[a - 2, b + 2] + w[a - 1, b + 1] + w[a, b] + w[a + 1, b - 1] + w[a + 2, b - 2]
+            if c >= 3:
+                best = max(best, abs(t * inv[c]) - pen[c])
+            out[i, j] = best

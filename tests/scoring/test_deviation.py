@@ -476,16 +476,16 @@ def test_a_scratch_narrower_than_a_pixel_keeps_its_depth_along_lines(diagonal):
     k = np.arange(20, 60)
     line[k, k if diagonal else 40] = True
     use = np.ones(mask.sum(), bool)
-    noise_only = line_score(img[mask], mask, use, 5, 0.15, 2.0).reshape(mask.shape)
+    noise_only = line_score(img[mask], mask, use, 0.15, 2.0).reshape(mask.shape)
     img[line] -= 0.5
     values = img[mask]
     mean, err, sigma = _smooth_on(values, mask, 3, use)
     square = np.maximum(np.abs(mean) - 2.0 * err, 0).reshape(mask.shape)
-    lines = line_score(values, mask, use, 5, sigma, 2.0).reshape(mask.shape)
+    lines = line_score(values, mask, use, sigma, 2.0).reshape(mask.shape)
     assert sigma == pytest.approx(0.15 * 1.1, rel=0.2)  # the scratch adds a little to the robust spread
     assert np.median(lines[line]) > 0.15 > np.median(square[line])
     assert np.percentile(noise_only, 99.9) < 0.15 and noise_only.max() < 0.3
-    assert not line_score(values, mask, np.zeros_like(use), 5, sigma, 2.0).any()  # no usable pixels: no score
+    assert not line_score(values, mask, np.zeros_like(use), sigma, 2.0).any()  # no usable pixels: no score
 
 
 @pytest.mark.parametrize("cos, seen", [(0.17, False), (0.5, True)])

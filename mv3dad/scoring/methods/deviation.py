@@ -70,8 +70,7 @@ from mv3dad.geometry.registration import (Registration, apply, global_align, inv
                                           voxel_mean)
 from mv3dad.io.atomic import atomic_file, atomic_write
 from mv3dad.scoring.background import foreground_mask
-from mv3dad.scoring.morphology import (LINE_DIRECTIONS, dilate, erode, line_opening, neighbour_max, opening,
-                                      window_reduce)
+from mv3dad.scoring.morphology import dilate, erode, line_opening, neighbour_max, opening, window_reduce
 from mv3dad.scoring.methods.base import Features, FitContext, Method, ScoreOptions, ViewScores, register_method
 
 REFERENCE_FILE = "reference.npz"
@@ -114,9 +113,9 @@ class DeviationConfig:
         smooth: the signed distances are averaged over this many pixels square in each view before scoring
             (1 = off; pixels next to a depth discontinuity are left out): it halves the scanner noise and keeps
             mm-wide scratches.
-        line_length: CAD reference: the signed distances are also averaged along lines of this many pixels in 4
-            directions (:func:`line_score`; 1 = off), and each pixel keeps the larger of its square and line scores:
-            a scratch narrower than a pixel keeps its depth along its length, which the square average spreads.
+        lines: CAD reference: the signed distances are also averaged along lines of 5 pixels in 4 directions
+            (:func:`line_score`), and each pixel keeps the larger of its square and line scores: a scratch narrower
+            than a pixel keeps its depth along its length, which the square average spreads.
         stride: registration uses every ``stride``-th pixel of each view in both directions (speed).
         spike_clamp: clamp each pixel to the largest of its 8 neighbours and each voxel to the largest of its 26
             (removes single-pixel and single-voxel spikes, keeps anything two wide).
@@ -156,7 +155,7 @@ class DeviationConfig:
     lateral_gate_mm: float = 2.0
     cad_spacing: float = 0.75
     smooth: int = 3
-    line_length: int = 5
+    lines: bool = True
     stride: int = 3
     spike_clamp: bool = True
     appearance: bool = True
@@ -574,8 +573,8 @@ def _cad_distance(q: np.ndarray, nq: np.ndarray, edge: np.ndarray, fg: np.ndarra
         lone[check], dist[check] = take & far, dist_c
     d, err, sigma = _smooth_on(s, fg, cfg.smooth, ~edge)
     score = np.maximum(np.abs(d) - cfg.noise_penalty * err, 0)
-    if cfg.line_length > 1:  # scratches narrower than a pixel: averaged along lines too
-        score = np.maximum(score, line_score(s, fg, ~edge & ~lone, cfg.line_length, sigma, cfg.noise_penalty))
+    if cfg.lines:  # scratches narrower than a pixel: averaged along lines too
+        score = np.maximum(score, line_score(s, fg, ~edge & ~lone, sigma, cfg.noise_penalty))
     return np.where(lone, dist, score)
 
 
@@ -827,30 +826,23 @@ def _smooth_on(values: np.ndarray, mask: np.ndarray, size: int, use: np.ndarray
     return mean.astype(values.dtype), sigma / np.sqrt(np.maximum(n, 1)), float(sigma)
 
 
-def line_score(values: np.ndarray, mask: np.ndarray, use: np.ndarray, length: int, sigma: float, penalty: float
-               ) -> np.ndarray:
-    """(P,) scratch score of the ``mask`` (H, W) pixels: over 4 directions (:data:`LINE_DIRECTIONS`), the largest
-    ``|mean| - penalty * sigma / sqrt(n)`` (0 at least) of ``values`` (P,) averaged along a line of ``length``
-    pixels centred on the pixel, over the ``n`` pixels flagged ``use`` (P,) on it (at least 3; else 0).
+def line_score(values: np.ndarray, mask: np.ndarray, use: np.ndarray, sigma: float, penalty: float) -> np.ndarray:
+    """(P,) scratch score of the ``mask`` (H, W) pixels: over lines of 5 pixels centred on the pixel along a row, a
+    column and both diagonals, the largest ``|mean| - penalty * sigma / sqrt(n)`` (0 at least) of ``values`` (P,)
+    averaged over the ``n`` pixels flagged ``use`` (P,) on the line (at least 3; else 0).
 
     A scratch narrower than a pixel shows its depth on a line of single pixels that a square average spreads
     into the surface around it; a line average along it keeps the depth and still averages out the noise
-    (``sigma``: the single-pixel noise, from :func:`_smooth_on`).
+    (``sigma``: the single-pixel noise, from :func:`_smooth_on`). Compiled
+    (:func:`mv3dad.geometry.compiled.best_line_score`).
     """
-    H, W = mask.shape
-    r = length // 2
-    img = np.zeros((H + 2 * r, W + 2 * r), np.float32)
-    wgt = np.zeros((H + 2 * r, W + 2 * r), np.float32)
-    img[r:r + H, r:r + W][mask] = np.where(use, values, 0.0)
-    wgt[r:r + H, r:r + W][mask] = use
-    best = np.zeros((H, W), np.float32)
-    for dy, dx in LINE_DIRECTIONS:
-        total, count = np.zeros((H, W), np.float32), np.zeros((H, W), np.float32)
-        for j in range(-r, r + 1):
-            window = (slice(r + j * dy, r + j * dy + H), slice(r + j * dx, r + j * dx + W))
-            total += img[window]
-            count += wgt[window]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            score = np.abs(total / count) - penalty * sigma / np.sqrt(count)
-        best = np.where(count >= 3, np.fmax(best, score), best)
-    return np.maximum(best, 0.0)[mask]
+    from mv3dad.geometry.compiled import best_line_score
+
+    img = np.zeros((mask.shape[0] + 4, mask.shape[1] + 4), np.float32)
+    wgt = np.zeros(img.shape, np.int64)
+    img[2:-2, 2:-2][mask] = np.where(use, values, 0.0)
+    wgt[2:-2, 2:-2][mask] = use
+    out = np.zeros(mask.shape, np.float32)
+    n = np.maximum(np.arange(6), 1).astype(np.float32)  # per count of used pixels on a line
+    best_line_score(img, wgt, mask, 1 / n, (penalty * sigma / np.sqrt(n)).astype(np.float32), out)
+    return out[mask]
