@@ -544,7 +544,8 @@ def behind_cad(cast: CadCast, depth: np.ndarray, shape: np.ndarray, margin: floa
     if not hit.any():
         return np.zeros(hit.shape, np.float32)
     t = np.where(np.isfinite(cast.t), cast.t, np.inf)
-    step = window_reduce(t, 3, np.maximum, 1) - window_reduce(t, 3, np.minimum, 1) > margin
+    with np.errstate(invalid="ignore"):  # inf - inf where the window misses the CAD (not facing anyway)
+        step = window_reduce(t, 3, np.maximum, 1) - window_reduce(t, 3, np.minimum, 1) > margin
     hit = opening(hit, 2) | line_opening(hit & ~step, 3)
     return np.where(hit, gap, 0.0).astype(np.float32)
 
