@@ -19,11 +19,18 @@ are taken in pixel order within each voxel (the sort is stable), so they are det
 
 from __future__ import annotations
 
+import os
+
 import numba
 import numpy as np
 from numba import njit, prange
 
 from mv3dad.geometry.grid import VoxelGrid
+
+if not {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ):
+    # OpenMP before TBB (numba's default order tries TBB first): an older TBB, as Debian's, is refused with a
+    # warning on every first parallel call; the user's own NUMBA_THREADING_LAYER(_PRIORITY) wins
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 _HALF = np.float32(0.5)
 _SLABS_PER_THREAD = 8
