@@ -10,7 +10,8 @@ free-space test.
 Signed distances are averaged over 3 x 3 pixels of each view (away from depth discontinuities) against the
 scanner's noise, and each average is lowered by ``noise_penalty`` standard errors of it (the view's single-pixel
 noise over the square root of the pixels averaged: a pixel at a discontinuity, averaged over one or two, does not
-outscore the surface).
+outscore the surface). With the CAD reference they are also averaged along lines of 5 pixels in 4 directions
+(:func:`line_score`), and a pixel keeps the larger score: a scratch narrower than a pixel keeps its depth.
 
 Score (per test sample): the scan's points (all views, foreground) are registered to the fused training scan by
 a trimmed similarity ICP (:func:`mv3dad.geometry.registration.register`; ``rigid`` as an option), and each pixel
