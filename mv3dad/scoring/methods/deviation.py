@@ -71,8 +71,8 @@ from mv3dad.geometry.registration import (Registration, apply, global_align, inv
                                           voxel_mean)
 from mv3dad.io.atomic import atomic_file, atomic_write
 from mv3dad.scoring.background import foreground_mask
-from mv3dad.scoring.morphology import dilate, erode, line_opening, neighbour_max, opening, window_reduce
 from mv3dad.scoring.methods.base import Features, FitContext, Method, ScoreOptions, ViewScores, register_method
+from mv3dad.scoring.morphology import dilate, erode, line_opening, neighbour_max, opening, window_reduce
 
 REFERENCE_FILE = "reference.npz"
 MESH_FILE = "reference_mesh.ply"
