@@ -59,7 +59,8 @@ def main() -> None:
         total_s.append(time.perf_counter() - t0)
     views = len(tests[0].views)
     size = tests[0].views[0].depth.shape
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,  # this tool's tree
+                            capture_output=True, text=True).stdout.strip()
     res = {"category": a.category, "reference": "cad" if a.reference_mesh else "scan", "views": views,
            "image": list(size), "samples": len(tests), "commit": commit, "torch_threads": 1,
            "registration_and_maps_s": {"median": float(np.median(maps_s)), "min": min(maps_s), "max": max(maps_s)},
