@@ -1,8 +1,10 @@
-"""Numba-compiled inner loops (per-pixel and per-point work done once per test view): point-image normals and the
-z-buffer of :mod:`mv3dad.geometry`, and the line averages of the ``deviation`` maps.
+"""Numba-compiled inner loops (per-pixel and per-point work done once per test view): the point-image normals behind
+:func:`mv3dad.geometry.projection.point_image_normals`, and the missing-material z-buffer and line averages of the
+``deviation`` maps.
 
-Imported lazily by the functions that use them (numba takes ~0.3 s to import). The arithmetic follows the NumPy
-functions it replaces operation by operation (no fast-math, no fused multiply-add), so results match them.
+Imported lazily by the functions that use them (numba takes ~0.3 s to import). No fast-math, no fused
+multiply-add: the normals and the z-buffer follow the NumPy code they replaced operation by operation (bit-identical
+results); the line averages are float32 sums.
 """
 
 from __future__ import annotations
@@ -65,7 +67,6 @@ def facing_zbuffer(points, normals, center, R, t, K, k, min_cos, zbuf):  # pragm
         cv = math.floor((vw / ww + 0.5) / k)
         if cu >= 0 and cv >= 0 and cu < w and cv < h and z < zbuf[int(cv), int(cu)]:
             zbuf[int(cv), int(cu)] = z
-
 
 
 @njit(cache=True, error_model="numpy")
